@@ -1,0 +1,195 @@
+"""Bounded, validating reader of safetensors headers.
+
+Reads the 8-byte length prefix and the JSON header only; never a tensor byte, never torch. Every problem a
+file can have becomes a `HeaderError` with a message a user understands; truncation of the data part is not
+an error here (the header is still useful) but is reported through `Header.truncated`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from math import prod
+from pathlib import Path
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+LENGTH_PREFIX_BYTES = 8
+
+DTYPE_BYTES: dict[str, float] = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U64": 8,
+    "U32": 4,
+    "U16": 2,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "F8_E8M0": 1,
+    "F6_E2M3": 0.75,
+    "F6_E3M2": 0.75,
+    "F4": 0.5,
+}
+
+
+class HeaderError(ValueError):
+    """The file is not a readable safetensors file; the message says why in plain words."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+    @property
+    def numel(self) -> int:
+        return prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.begin
+
+
+@dataclass(frozen=True)
+class Header:
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, str] = field(default_factory=dict)
+    header_bytes: int = 0
+    data_bytes: int = 0
+    file_bytes: int = 0
+
+    @property
+    def declared_bytes(self) -> int:
+        return LENGTH_PREFIX_BYTES + self.header_bytes + self.data_bytes
+
+    @property
+    def truncated(self) -> bool:
+        return self.file_bytes < self.declared_bytes
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: info.shape for name, info in self.tensors.items()}
+
+
+def read_header(path: str | os.PathLike[str], max_header_bytes: int = MAX_HEADER_BYTES) -> Header:
+    """Read and validate the header of the safetensors file at `path`."""
+    path = Path(path)
+    try:
+        file_bytes = path.stat().st_size
+        with path.open("rb") as handle:
+            prefix = handle.read(LENGTH_PREFIX_BYTES)
+            header_bytes = _header_length(prefix, file_bytes, max_header_bytes)
+            raw = handle.read(header_bytes)
+    except OSError as error:
+        raise HeaderError(f"cannot read the file: {error.strerror or error}") from error
+    if len(raw) != header_bytes:
+        raise HeaderError("truncated: the file ends inside its header")
+    return parse_header(raw, file_bytes)
+
+
+def _header_length(prefix: bytes, file_bytes: int, max_header_bytes: int) -> int:
+    if len(prefix) < LENGTH_PREFIX_BYTES:
+        raise HeaderError(f"not a safetensors file: only {file_bytes} bytes long")
+    (length,) = struct.unpack("<Q", prefix)
+    if length == 0:
+        raise HeaderError("not a safetensors file: empty header")
+    if length > max_header_bytes:
+        raise HeaderError(
+            f"not a safetensors file: header of {format_bytes(length)} is over the "
+            f"{format_bytes(max_header_bytes)} limit"
+        )
+    if LENGTH_PREFIX_BYTES + length > file_bytes:
+        raise HeaderError(
+            f"truncated: the header alone declares {format_bytes(LENGTH_PREFIX_BYTES + length)}, "
+            f"file has {format_bytes(file_bytes)}"
+        )
+    return length
+
+
+def parse_header(raw: bytes, file_bytes: int) -> Header:
+    """Validate the JSON header bytes `raw` of a file that is `file_bytes` long."""
+    document = _decode_json(raw)
+    metadata = _parse_metadata(document.pop("__metadata__", None))
+    tensors = {name: _parse_tensor(name, entry) for name, entry in document.items()}
+    data_bytes = _check_layout(tensors)
+    return Header(tensors, metadata, len(raw), data_bytes, file_bytes)
+
+
+def _decode_json(raw: bytes) -> dict:
+    try:
+        document = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates)
+    except UnicodeDecodeError as error:
+        raise HeaderError("malformed header: not UTF-8 text") from error
+    except RecursionError as error:
+        raise HeaderError("malformed header: JSON nested too deeply") from error
+    except ValueError as error:
+        raise HeaderError(f"malformed header: {error}") from error
+    if not isinstance(document, dict):
+        raise HeaderError("malformed header: the JSON is not an object")
+    return document
+
+
+def _reject_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise HeaderError("malformed header: a tensor name appears twice")
+    return document
+
+
+def _parse_metadata(raw: object) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise HeaderError("malformed header: __metadata__ must map names to strings")
+    return raw
+
+
+def _parse_tensor(name: str, entry: object) -> TensorInfo:
+    if not isinstance(entry, dict):
+        raise HeaderError(f"malformed header: entry {name!r} is not an object")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in DTYPE_BYTES:
+        raise HeaderError(f"malformed header: tensor {name!r} has unknown dtype {dtype!r}")
+    if not _is_int_list(shape) or any(dim < 0 for dim in shape):
+        raise HeaderError(f"malformed header: tensor {name!r} has an invalid shape")
+    if not _is_int_list(offsets) or len(offsets) != 2 or not 0 <= offsets[0] <= offsets[1]:
+        raise HeaderError(f"malformed header: tensor {name!r} has invalid data offsets")
+    info = TensorInfo(dtype, tuple(shape), offsets[0], offsets[1])
+    expected = info.numel * DTYPE_BYTES[dtype]
+    if info.nbytes != expected:
+        raise HeaderError(
+            f"malformed header: tensor {name!r} spans {info.nbytes} bytes, its shape and dtype need {expected:g}"
+        )
+    return info
+
+
+def _is_int_list(value: object) -> bool:
+    return isinstance(value, list) and all(type(item) is int for item in value)
+
+
+def _check_layout(tensors: dict[str, TensorInfo]) -> int:
+    """Offsets must be in order and must not overlap; returns the size of the data part."""
+    end = 0
+    for name, info in sorted(tensors.items(), key=lambda item: (item[1].begin, item[1].end)):
+        if info.begin < end:
+            raise HeaderError(f"malformed header: tensor {name!r} overlaps the tensor before it")
+        end = info.end
+    return end
+
+
+def format_bytes(count: float) -> str:
+    """Human size in decimal units, the way download pages and file managers show model files."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(count) < 1000:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.2f} {unit}"
+        count /= 1000
+    return f"{count:.2f} TB"

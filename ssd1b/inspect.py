@@ -1,0 +1,120 @@
+"""Per-file inspection report: what a checkpoint is, from its safetensors header alone."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ssd1b.checkpoint import Header, HeaderError, format_bytes, read_header
+from ssd1b.families import FAMILIES, classify
+
+SAFETENSORS_SUFFIX = ".safetensors"
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+DTYPE_NAMES = {
+    "F16": "fp16",
+    "BF16": "bf16",
+    "F32": "fp32",
+    "F64": "fp64",
+    "F8_E4M3": "fp8_e4m3",
+    "F8_E5M2": "fp8_e5m2",
+}
+
+
+@dataclass(frozen=True)
+class Report:
+    path: str
+    ok: bool
+    error: str | None
+    family: str | None = None
+    depths: dict[str, object] | None = None
+    unet_params: int | None = None
+    has_vae: bool | None = None
+    has_text_encoders: bool | None = None
+    dtype: str | None = None
+    bytes: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "error": self.error,
+            "family": self.family,
+            "depths": self.depths,
+            "unet_params": self.unet_params,
+            "has_vae": self.has_vae,
+            "has_text_encoders": self.has_text_encoders,
+            "dtype": self.dtype,
+            "bytes": self.bytes,
+        }
+
+    @property
+    def label(self) -> str:
+        return FAMILIES[self.family].label if self.family in FAMILIES else "?"
+
+
+def inspect_file(path: str | os.PathLike[str]) -> Report:
+    """Inspect one file; every problem ends up in the report, never as an exception."""
+    path = Path(path)
+    size = _size(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        reason = f"not inspected: {path.suffix} files are Python pickles and are never unpickled for inspection"
+        return Report(str(path), False, reason, bytes=size)
+    try:
+        header = read_header(path)
+    except HeaderError as error:
+        return Report(str(path), False, str(error), bytes=size)
+    return report_from_header(str(path), header)
+
+
+def report_from_header(path: str, header: Header) -> Report:
+    found = classify(header.shapes())
+    error = None
+    if header.truncated:
+        error = (
+            f"truncated: header declares {format_bytes(header.declared_bytes)}, "
+            f"file has {format_bytes(header.file_bytes)}"
+        )
+    return Report(
+        path=path,
+        ok=error is None,
+        error=error,
+        family=found.family,
+        depths=found.depths.to_json() if found.depths else None,
+        unet_params=found.unet_params,
+        has_vae=found.has_vae,
+        has_text_encoders=found.has_text_encoders,
+        dtype=dominant_dtype(header),
+        bytes=header.file_bytes,
+    )
+
+
+def dominant_dtype(header: Header) -> str | None:
+    """The dtype holding most of the file's bytes, in the names users know (fp16, bf16, fp32)."""
+    weight: Counter[str] = Counter()
+    for info in header.tensors.values():
+        weight[info.dtype] += info.nbytes
+    if not weight:
+        return None
+    dtype = weight.most_common(1)[0][0]
+    return DTYPE_NAMES.get(dtype, dtype.lower())
+
+
+def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """Files as given; a directory stands for its `*.safetensors`, recursively, in a stable order."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob(f"*{SAFETENSORS_SUFFIX}") if p.is_file())
+        else:
+            yield path
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None

@@ -1,0 +1,106 @@
+"""Synthetic checkpoints with the real key names and shapes, written as sparse files.
+
+Only the header is written; the data part is a hole made by `truncate`, so a 4.47 GB checkpoint costs a few
+KB of disk. Key lists come from tests/data/ (copied from the project's reference lists).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping, Sequence
+from functools import cache
+from math import prod
+from pathlib import Path
+
+from ssd1b.checkpoint import DTYPE_BYTES
+from ssd1b.families import RESBLOCK_ONLY, VEGA_SIGNATURE, DepthSignature
+
+DATA = Path(__file__).parent / "data"
+Shapes = Mapping[str, Sequence[int]]
+
+
+@cache
+def _load(name: str) -> dict[str, tuple[int, ...]]:
+    document = json.loads((DATA / name).read_text())
+    keys = document.get("keys", document)
+    return {key: tuple(shape) for key, shape in keys.items() if not key.startswith("_")}
+
+
+def sdxl_unet() -> dict[str, tuple[int, ...]]:
+    return dict(_load("unet_sdxl_base_ldm_keys.json"))
+
+
+def ssd_1b_unet() -> dict[str, tuple[int, ...]]:
+    return dict(_load("unet_ssd_1b_ldm_keys.json"))
+
+
+def text_encoders_and_vae() -> dict[str, tuple[int, ...]]:
+    return dict(_load("sdxl_conditioner_vae_ldm_keys.json"))
+
+
+def vae_only() -> dict[str, tuple[int, ...]]:
+    return {k: v for k, v in text_encoders_and_vae().items() if k.startswith("first_stage_model.")}
+
+
+def text_encoders_only() -> dict[str, tuple[int, ...]]:
+    return {k: v for k, v in text_encoders_and_vae().items() if k.startswith("conditioner.")}
+
+
+def pruned_unet(signature: DepthSignature) -> dict[str, tuple[int, ...]]:
+    """SDXL UNet keys with exactly the blocks `signature` keeps (derived from the SDXL list, like pruning)."""
+    return {key: shape for key, shape in sdxl_unet().items() if _kept(key, signature)}
+
+
+def vega_unet() -> dict[str, tuple[int, ...]]:
+    return pruned_unet(VEGA_SIGNATURE)
+
+
+def _kept(key: str, signature: DepthSignature) -> bool:
+    parts = key.removeprefix("model.diffusion_model.").split(".")
+    if parts[0] == "middle_block":
+        if signature.middle == RESBLOCK_ONLY:
+            return parts[1] == "0"
+        return not (parts[1:3] == ["1", "transformer_blocks"] and int(parts[3]) >= signature.middle)
+    depths = {"input_blocks": signature.input, "output_blocks": signature.output}.get(parts[0])
+    if depths is None or parts[2:4] != ["1", "transformer_blocks"]:
+        return True
+    return int(parts[4]) < depths[int(parts[1])]
+
+
+def full_checkpoint(unet: Shapes, vae: bool = True, text_encoders: bool = True) -> dict[str, tuple[int, ...]]:
+    shapes = {f"{k}": tuple(v) for k, v in unet.items()}
+    if text_encoders:
+        shapes.update(text_encoders_only())
+    if vae:
+        shapes.update(vae_only())
+    return shapes
+
+
+def header_bytes(shapes: Shapes, dtype: str = "F16", metadata: Mapping[str, str] | None = None) -> tuple[bytes, int]:
+    """The length prefix + JSON header for `shapes`, and the size of the data part it declares."""
+    document: dict[str, object] = {}
+    if metadata:
+        document["__metadata__"] = dict(metadata)
+    offset = 0
+    for name, shape in shapes.items():
+        size = int(prod(shape) * DTYPE_BYTES[dtype])
+        document[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(document).encode()
+    return struct.pack("<Q", len(raw)) + raw, offset
+
+
+def write_sparse(
+    path: Path,
+    shapes: Shapes,
+    dtype: str = "F16",
+    metadata: Mapping[str, str] | None = None,
+    data_bytes: int | None = None,
+) -> Path:
+    """Write a safetensors file whose data part is a hole; `data_bytes` < declared makes it truncated."""
+    head, declared = header_bytes(shapes, dtype, metadata)
+    path.write_bytes(head)
+    with path.open("r+b") as handle:
+        handle.truncate(len(head) + (declared if data_bytes is None else data_bytes))
+    return path
