@@ -10,9 +10,17 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from math import prod
+from operator import itemgetter
 from pathlib import Path
+from typing import NamedTuple
+
+try:
+    import orjson as _orjson
+except ImportError:  # the CLI also runs on a bare Python
+    _orjson = None
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 LENGTH_PREFIX_BYTES = 8
@@ -44,8 +52,8 @@ class HeaderError(ValueError):
     """The file is not a readable safetensors file; the message says why in plain words."""
 
 
-@dataclass(frozen=True)
-class TensorInfo:
+class TensorInfo(NamedTuple):
+    # A NamedTuple, not a dataclass: a checkpoint has thousands of entries and construction cost adds up.
     dtype: str
     shape: tuple[int, ...]
     begin: int
@@ -119,14 +127,16 @@ def parse_header(raw: bytes, file_bytes: int) -> Header:
     """Validate the JSON header bytes `raw` of a file that is `file_bytes` long."""
     document = _decode_json(raw)
     metadata = _parse_metadata(document.pop("__metadata__", None))
-    tensors = {name: _parse_tensor(name, entry) for name, entry in document.items()}
+    tensors = _parse_tensors(document)
     data_bytes = _check_layout(tensors)
     return Header(tensors, metadata, len(raw), data_bytes, file_bytes)
 
 
 def _decode_json(raw: bytes) -> dict:
     try:
-        document = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates)
+        document = _loads(raw)
+        if isinstance(document, dict) and _may_hold_duplicates(raw, document):
+            json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates)
     except UnicodeDecodeError as error:
         raise HeaderError("malformed header: not UTF-8 text") from error
     except RecursionError as error:
@@ -136,6 +146,19 @@ def _decode_json(raw: bytes) -> dict:
     if not isinstance(document, dict):
         raise HeaderError("malformed header: the JSON is not an object")
     return document
+
+
+def _loads(raw: bytes) -> object:
+    """orjson when the environment has it (gradio, hence every A1111, ships it): 2x faster on big headers."""
+    if _orjson is None:
+        return json.loads(raw.decode("utf-8"))
+    return _orjson.loads(raw)
+
+
+def _may_hold_duplicates(raw: bytes, document: dict) -> bool:
+    """Cheap screen: every tensor entry has one `data_offsets`, so more of them than entries means a repeated
+    name (or a name that contains the word); only then pay for the slow exact check."""
+    return raw.count(b'"data_offsets"') > len(document)
 
 
 def _reject_duplicates(pairs: list[tuple[str, object]]) -> dict:
@@ -153,34 +176,59 @@ def _parse_metadata(raw: object) -> dict[str, str]:
     return raw
 
 
+def _parse_tensors(document: dict) -> dict[str, TensorInfo]:
+    """All tensor entries: a fast bulk check for the common, valid case; the precise per-entry one otherwise."""
+    try:
+        tensors = {
+            name: TensorInfo(entry["dtype"], tuple(entry["shape"]), *entry["data_offsets"])
+            for name, entry in document.items()
+        }
+    except (TypeError, KeyError, ValueError):
+        tensors = None
+    if tensors is None or not _all_valid(tensors.values()):
+        tensors = {name: _parse_tensor(name, entry) for name, entry in document.items()}
+    return tensors
+
+
+def _all_valid(infos: Iterable[TensorInfo]) -> bool:
+    infos = list(infos)
+    return (
+        all(type(info.dtype) is str and info.dtype in DTYPE_BYTES for info in infos)
+        and all(type(dim) is int and dim >= 0 for info in infos for dim in info.shape)
+        and all(type(info.begin) is int and type(info.end) is int and 0 <= info.begin <= info.end for info in infos)
+        and all(info.end - info.begin == prod(info.shape) * DTYPE_BYTES[info.dtype] for info in infos)
+    )
+
+
 def _parse_tensor(name: str, entry: object) -> TensorInfo:
-    if not isinstance(entry, dict):
-        raise HeaderError(f"malformed header: entry {name!r} is not an object")
-    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in DTYPE_BYTES:
+    try:
+        dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]  # type: ignore[index]
+    except (TypeError, KeyError, ValueError) as error:
+        raise HeaderError(f"malformed header: entry {name!r} is not a tensor description") from error
+    width = DTYPE_BYTES.get(dtype) if type(dtype) is str else None
+    if width is None:
         raise HeaderError(f"malformed header: tensor {name!r} has unknown dtype {dtype!r}")
-    if not _is_int_list(shape) or any(dim < 0 for dim in shape):
+    if type(shape) is not list or not all(type(dim) is int and dim >= 0 for dim in shape):
         raise HeaderError(f"malformed header: tensor {name!r} has an invalid shape")
-    if not _is_int_list(offsets) or len(offsets) != 2 or not 0 <= offsets[0] <= offsets[1]:
+    if type(begin) is not int or type(end) is not int or not 0 <= begin <= end:
         raise HeaderError(f"malformed header: tensor {name!r} has invalid data offsets")
-    info = TensorInfo(dtype, tuple(shape), offsets[0], offsets[1])
-    expected = info.numel * DTYPE_BYTES[dtype]
-    if info.nbytes != expected:
+    needed = prod(shape) * width
+    if end - begin != needed:
         raise HeaderError(
-            f"malformed header: tensor {name!r} spans {info.nbytes} bytes, its shape and dtype need {expected:g}"
+            f"malformed header: tensor {name!r} spans {end - begin} bytes, its shape and dtype need {needed:g}"
         )
-    return info
+    return TensorInfo(dtype, tuple(shape), begin, end)
 
 
-def _is_int_list(value: object) -> bool:
-    return isinstance(value, list) and all(type(item) is int for item in value)
+_BY_OFFSETS = itemgetter(2, 3)
 
 
 def _check_layout(tensors: dict[str, TensorInfo]) -> int:
     """Offsets must be in order and must not overlap; returns the size of the data part."""
     end = 0
-    for name, info in sorted(tensors.items(), key=lambda item: (item[1].begin, item[1].end)):
+    for info in sorted(tensors.values(), key=_BY_OFFSETS):
         if info.begin < end:
+            name = next(name for name, other in tensors.items() if other is info)
             raise HeaderError(f"malformed header: tensor {name!r} overlaps the tensor before it")
         end = info.end
     return end

@@ -22,10 +22,6 @@ TEXT_ENCODER_PREFIXES = ("conditioner.embedders.", "cond_stage_model.")
 RESBLOCK_ONLY = -1
 """`DepthSignature.middle` value of a middle block that holds a single ResBlock (SSD-1B, Vega)."""
 
-_TRANSFORMER_KEY = re.compile(r"(input_blocks|output_blocks)\.(\d+)\.1\.transformer_blocks\.(\d+)\.")
-_MIDDLE_TRANSFORMER_KEY = re.compile(r"middle_block\.1\.transformer_blocks\.(\d+)\.")
-_BLOCK_KEY = re.compile(r"(input_blocks|output_blocks|middle_block)\.(\d+)\.")
-
 
 @dataclass(frozen=True)
 class DepthSignature:
@@ -203,48 +199,61 @@ def _sdxl_family(depths: DepthSignature | None) -> str:
 
 def unet_facts(unet: Mapping[str, tuple[int, ...]]) -> UNetFacts:
     """Facts about a UNet whose keys are given without the `model.diffusion_model.` prefix."""
-    counts = _block_counts(unet)
+    structure = _block_structure(unet)
     return UNetFacts(
         in_channels=_dim(unet, "input_blocks.0.0.weight", 1),
         model_channels=_dim(unet, "input_blocks.0.0.weight", 0),
         context_dim=_context_dim(unet),
         adm_channels=_dim(unet, "label_emb.0.0.weight", 1),
-        input_blocks=counts["input_blocks"],
-        output_blocks=counts["output_blocks"],
-        depths=signature_from_keys(unet),
+        input_blocks=structure.counts["input_blocks"],
+        output_blocks=structure.counts["output_blocks"],
+        depths=structure.signature(),
     )
 
 
 def signature_from_keys(keys: Iterable[str]) -> DepthSignature | None:
     """Depth signature of a UNet from its keys (with or without the `model.diffusion_model.` prefix)."""
-    keys = [key[len(UNET_PREFIX) :] if key.startswith(UNET_PREFIX) else key for key in keys]
-    counts = _block_counts(keys)
-    if not counts["input_blocks"] or not counts["output_blocks"]:
-        return None
-    depth: dict[tuple[str, int], int] = {}
-    for match in filter(None, map(_TRANSFORMER_KEY.match, keys)):
-        where = (match[1], int(match[2]))
-        depth[where] = max(depth.get(where, 0), int(match[3]) + 1)
-    return DepthSignature(
-        input=tuple(depth.get(("input_blocks", i), 0) for i in range(counts["input_blocks"])),
-        middle=_middle_depth(keys),
-        output=tuple(depth.get(("output_blocks", i), 0) for i in range(counts["output_blocks"])),
-    )
+    return _block_structure(keys).signature()
 
 
-def _middle_depth(keys: list[str]) -> int:
-    blocks = {int(match[1]) for match in filter(None, map(_MIDDLE_TRANSFORMER_KEY.match, keys))}
-    if blocks:
-        return max(blocks) + 1
-    has_second_block = any(key.startswith("middle_block.1.") for key in keys)
-    return 0 if has_second_block else RESBLOCK_ONLY
+# One scan over all keys joined by newlines: the regex engine does the work, Python sees only the few
+# hundred distinct (block kind, block index, transformer index) triples.
+_BLOCK_LINE = re.compile(
+    r"^(?:model\.diffusion_model\.)?(input_blocks|output_blocks|middle_block)\.(\d+)\.(?:1\.)?(?:transformer_blocks\.(\d+)\.)?",
+    re.MULTILINE,
+)
 
 
-def _block_counts(keys: Iterable[str]) -> dict[str, int]:
+@dataclass
+class _BlockStructure:
+    counts: dict[str, int]
+    depths: dict[tuple[str, int], int]
+
+    def signature(self) -> DepthSignature | None:
+        if not self.counts["input_blocks"] or not self.counts["output_blocks"]:
+            return None
+        return DepthSignature(
+            input=tuple(self.depths.get(("input_blocks", i), 0) for i in range(self.counts["input_blocks"])),
+            middle=self._middle(),
+            output=tuple(self.depths.get(("output_blocks", i), 0) for i in range(self.counts["output_blocks"])),
+        )
+
+    def _middle(self) -> int:
+        if ("middle_block", 1) in self.depths:
+            return self.depths[("middle_block", 1)]
+        return 0 if self.counts["middle_block"] >= 2 else RESBLOCK_ONLY
+
+
+def _block_structure(keys: Iterable[str]) -> _BlockStructure:
     counts = {"input_blocks": 0, "output_blocks": 0, "middle_block": 0}
-    for match in filter(None, map(_BLOCK_KEY.match, keys)):
-        counts[match[1]] = max(counts[match[1]], int(match[2]) + 1)
-    return counts
+    depths: dict[tuple[str, int], int] = {}
+    for kind, block, transformer in set(_BLOCK_LINE.findall("\n".join(keys))):
+        index = int(block)
+        counts[kind] = max(counts[kind], index + 1)
+        if transformer:
+            where = (kind, index if kind != "middle_block" else 1)
+            depths[where] = max(depths.get(where, 0), int(transformer) + 1)
+    return _BlockStructure(counts, depths)
 
 
 def _dim(unet: Mapping[str, tuple[int, ...]], key: str, axis: int) -> int | None:

@@ -94,13 +94,14 @@ def report_from_header(path: str, header: Header) -> Report:
 
 def dominant_dtype(header: Header) -> str | None:
     """The dtype holding most of the file's bytes, in the names users know (fp16, bf16, fp32)."""
-    weight: Counter[str] = Counter()
-    for info in header.tensors.values():
-        weight[info.dtype] += info.nbytes
-    if not weight:
-        return None
-    dtype = weight.most_common(1)[0][0]
-    return DTYPE_NAMES.get(dtype, dtype.lower())
+    dtypes = {info.dtype for info in header.tensors.values()}
+    if len(dtypes) > 1:
+        weight: Counter[str] = Counter()
+        for info in header.tensors.values():
+            weight[info.dtype] += info.nbytes
+        dtypes = {weight.most_common(1)[0][0]}
+    dtype = next(iter(dtypes), None)
+    return DTYPE_NAMES.get(dtype, dtype.lower()) if dtype else None
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:

@@ -1,0 +1,143 @@
+"""Header-only inspection against a full `safetensors.torch.load_file`, side by side in one run.
+
+    python benchmarks/inspect_speed.py [--json] [--files 100]
+
+1. One SSD-1B-shaped checkpoint (real key names and shapes, 4.47 GB of real bytes, fp16):
+   `ssd1b.inspect.inspect_file` versus `safetensors.torch.load_file`, which is what A1111 does before it can
+   tell what a file is. "cold": the file's pages are dropped from the page cache first (posix_fadvise
+   DONTNEED), as when a user picks a checkpoint not read recently; "warm": straight from the page cache.
+   The headline ratio is the cold one; both are printed.
+2. A folder of `--files` checkpoints (SDXL, SSD-1B, Vega, no-VAE and truncated variants): files per second
+   and milliseconds per file for the whole inspector, header reading and classification included.
+Targets: ratio >= 1000, under 5 ms a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ssd1b.inspect import expand_paths, inspect_file  # noqa: E402
+from tests import synthetic  # noqa: E402
+
+VARIANTS = (
+    ("sdxl", lambda: synthetic.full_checkpoint(synthetic.sdxl_unet())),
+    ("ssd-1b", lambda: synthetic.full_checkpoint(synthetic.ssd_1b_unet())),
+    ("vega", lambda: synthetic.full_checkpoint(synthetic.vega_unet())),
+    ("ssd-1b-novae", lambda: synthetic.full_checkpoint(synthetic.ssd_1b_unet(), vae=False)),
+)
+
+
+def best_of(repeats: int, action) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def drop_from_page_cache(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(descriptor)
+
+
+def full_load_seconds(path: Path, cold: bool) -> float:
+    from safetensors.torch import load_file
+
+    def load() -> None:
+        tensors = load_file(str(path))
+        del tensors
+        gc.collect()
+
+    times = []
+    for _ in range(2):
+        if cold:
+            drop_from_page_cache(path)
+        times.append(best_of(1, load))
+    return min(times)
+
+
+def write_real_bytes(path: Path, shapes) -> Path:
+    """The header, then real (non-zero, incompressible) bytes for every tensor, flushed to disk."""
+    head, declared = synthetic.header_bytes(shapes)
+    chunk = os.urandom(1 << 24)
+    with path.open("wb") as handle:
+        handle.write(head)
+        for _ in range(declared // len(chunk)):
+            handle.write(chunk)
+        handle.write(chunk[: declared % len(chunk)])
+        handle.flush()
+        os.fsync(handle.fileno())
+    return path
+
+
+def single_file(folder: Path) -> dict[str, float]:
+    path = write_real_bytes(folder / "ssd-1b.safetensors", VARIANTS[1][1]())
+    inspect_s = best_of(20, lambda: inspect_file(path))
+    cold_s = full_load_seconds(path, cold=True)
+    warm_s = full_load_seconds(path, cold=False)
+    return {
+        "file_gb": round(path.stat().st_size / 1e9, 2),
+        "inspect_ms": round(inspect_s * 1e3, 3),
+        "load_file_cold_s": round(cold_s, 3),
+        "load_file_warm_s": round(warm_s, 3),
+        "ratio": round(cold_s / inspect_s, 1),
+        "ratio_warm": round(warm_s / inspect_s, 1),
+    }
+
+
+def many_files(folder: Path, count: int) -> dict[str, float]:
+    shapes = [make() for _, make in VARIANTS]
+    for index in range(count):
+        variant = shapes[index % len(shapes)]
+        cut = {"data_bytes": 1_000_000} if index % 10 == 9 else {}
+        synthetic.write_sparse(folder / f"model-{index:03d}.safetensors", variant, **cut)
+    paths = list(expand_paths([folder]))
+    seconds = best_of(3, lambda: [inspect_file(path) for path in paths])
+    return {
+        "files": len(paths),
+        "seconds": round(seconds, 4),
+        "files_per_s": round(len(paths) / seconds, 1),
+        "ms_per_file": round(seconds / len(paths) * 1e3, 3),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--files", type=int, default=100)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as single_dir, tempfile.TemporaryDirectory() as many_dir:
+        result = {"single": single_file(Path(single_dir)), "folder": many_files(Path(many_dir), args.files)}
+    result["targets_met"] = result["single"]["ratio"] >= 1000 and result["folder"]["ms_per_file"] < 5
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        single, folder = result["single"], result["folder"]
+        print(f"SSD-1B-shaped file, {single['file_gb']} GB:")
+        print(f"  inspect_file:               {single['inspect_ms']:9.3f} ms")
+        print(f"  safetensors load_file cold: {single['load_file_cold_s'] * 1e3:9.1f} ms")
+        print(f"  safetensors load_file warm: {single['load_file_warm_s'] * 1e3:9.1f} ms")
+        print(f"  ratio cold:                 {single['ratio']:9.1f}x  (target >= 1000x)")
+        print(f"  ratio warm (page cache):    {single['ratio_warm']:9.1f}x")
+        print(f"Folder of {folder['files']} checkpoints:")
+        print(f"  {folder['files_per_s']:.1f} files/s, {folder['ms_per_file']:.3f} ms a file  (target < 5 ms)")
+        print("targets met" if result["targets_met"] else "TARGETS MISSED")
+    return 0 if result["targets_met"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
