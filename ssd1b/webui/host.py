@@ -8,6 +8,8 @@ Feature history (read from the A1111 sources per tag):
 - v1.7.0: settings categories, `model.is_ssd` + `convert_sdxl_to_ssd` (fixed SSD-1B pruning, strict=False).
 - v1.8.0: infotext_utils (generation_parameters_copypaste kept as an alias), LCM sampler.
 - v1.9.0: separate scheduler field (sd_schedulers).
+- v1.10.0: `sd_models.ModelType` (SD1, SD2, SDXL, SSD, SD3) and `set_model_type()`; `model.model_type`.
+- dev (after v1.10.1): `load_model(..., checkpoint_config=None)`; SDXL v-prediction config (`config_sdxlv`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class HostInfo:
     has_lcm_sampler: bool
     has_input_accordion: bool
     infotext_module: str
+    has_model_type: bool = False
+    """`sd_models.ModelType` exists (v1.10+): loaded models carry `model_type` next to the `is_*` flags."""
 
     @property
     def manages_loading(self) -> bool:
@@ -50,6 +54,7 @@ def probe() -> HostInfo:
         infotext_module="modules.infotext_utils"
         if _module_exists("modules.infotext_utils")
         else "modules.generation_parameters_copypaste",
+        has_model_type=hasattr(_module("modules.sd_models"), "ModelType"),
     )
 
 

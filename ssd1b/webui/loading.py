@@ -1,0 +1,409 @@
+"""Model-load hooks: give each distilled SDXL its own structure, prune it on meta, verify every load.
+
+What A1111 does by itself (v1.7 … v1.10.1, dev): it builds every SDXL-family checkpoint from `sd_xl_base.yaml`,
+marks a model `is_ssd` when the middle block has no attention, deletes SSD-1B's fixed list of blocks
+(`convert_sdxl_to_ssd`) and loads with `strict=False`. Any other depth (Vega, …) silently gets zeros; switching
+SSD-1B → SDXL reuses the pruned model ("same config"); v1.6.0 knows no distilled model at all.
+
+What these hooks do instead (nothing runs at import time; `install()` / `uninstall()` are idempotent):
+
+- `sd_models_config.find_checkpoint_config` — when the host chose its SDXL base config for a distilled checkpoint,
+  answer with a copy of that config named after the family and depth signature. A1111 compares config paths to
+  decide between rebuilding and reusing, so every change of structure now rebuilds, and equal structures reuse.
+- `sd_models.load_model_weights` — before the host touches the model: refuse what pruning SDXL cannot build
+  (KOALA), prune a freshly built (meta) UNet to the checkpoint's depth signature, mark the model so the host's fixed
+  pruning does not run again, and require the UNet's keys to equal the checkpoint's. After the host loaded: check
+  again, set the SDXL-family flags, record the report and log one line.
+- `sd_models.reload_model_weights` — refuse an unbuildable checkpoint from its safetensors header before the host
+  unloads the current model, so a refused switch leaves the loaded model in place.
+- `sd_hijack.model_hijack.convert_sdxl_to_ssd` (v1.7+) — a no-op for models whose structure this module decided.
+
+On Forge nothing is patched: Forge builds distilled UNets itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ssd1b.checkpoint import HeaderError, read_header
+from ssd1b.families import UNET_PREFIX, Classification, DepthSignature, classify, signature_from_keys
+from ssd1b.prune import KeyDiff, PruneError, count_parameters, prune_unet, unet_key_diff
+from ssd1b.webui import host
+
+LOG_PREFIX = "[ssd1b]"
+SIGNATURE_ATTR = "ssd1b_signature"
+"""Set on a model whose UNet structure this module decided; the host's fixed SSD-1B pruning skips it."""
+REPORT_ATTR = "ssd1b_load_report"
+HOOK_MARK = "_ssd1b_hook"
+
+# `sd_models_config` names of the host's SDXL base configs (v-prediction exists on dev only).
+SDXL_BASE_CONFIG_NAMES = ("config_sdxl", "config_sdxlv")
+# Families whose UNet keys must equal the checkpoint's exactly; anything else is only reported.
+VERIFIED_ARCHITECTURES = frozenset({"sdxl", "sdxl-inpaint", "sdxl-refiner"})
+SDXL_TEXT_ENCODER_PREFIX = "conditioner.embedders."
+# `model.model_type` by whether the family is distilled (only where `sd_models.ModelType` exists).
+MODEL_TYPE_BY_DISTILLED = {True: "SSD", False: "SDXL"}
+CONFIG_SUBDIR = ("cache", "ssd1b")
+
+
+class ModelLoadError(RuntimeError):
+    """A checkpoint does not fit the model built for it; raised instead of loading it into the wrong structure."""
+
+
+class UnsupportedModelError(ModelLoadError):
+    """A checkpoint of a family that pruning SDXL cannot build."""
+
+
+@dataclass(frozen=True)
+class _Patch:
+    owner: Any
+    name: str
+    original: Callable[..., Any]
+    had_own_attribute: bool
+    wrapper: Callable[..., Any]
+
+
+_patches: list[_Patch] = []
+_installed = False
+
+
+def install() -> None:
+    """Patch the host's model loading (once; nothing on Forge)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    if host.probe().manages_loading:
+        print(f"{LOG_PREFIX} Forge detected: model loading is left to Forge")
+        return
+    try:
+        _patch_host()
+    except AttributeError as error:  # a fork without the functions we hook: leave its loading alone
+        uninstall()
+        print(f"{LOG_PREFIX} model loading hooks not installed, this host lacks {error.name or error}")
+
+
+def _patch_host() -> None:
+    from modules import sd_hijack, sd_models, sd_models_config
+
+    _patch(sd_models_config, "find_checkpoint_config", _find_checkpoint_config)
+    _patch(sd_models, "load_model_weights", _load_model_weights)
+    _patch(sd_models, "reload_model_weights", _reload_model_weights)
+    if host.probe().has_native_ssd:
+        _patch(sd_hijack.model_hijack, "convert_sdxl_to_ssd", _convert_sdxl_to_ssd)
+
+
+def uninstall() -> None:
+    """Put back every original the install replaced (where nobody has wrapped it since)."""
+    global _installed
+    _installed = False
+    while _patches:
+        _restore(_patches.pop())
+
+
+def is_installed() -> bool:
+    return _installed
+
+
+def current_report() -> dict[str, Any] | None:
+    """The load report of the model A1111 currently uses, or None (nothing loaded, or loaded before install)."""
+    from modules import sd_models
+
+    model = getattr(sd_models.model_data, "sd_model", None)
+    report = getattr(model, REPORT_ATTR, None) if model is not None else None
+    return copy.deepcopy(report) if report is not None else None
+
+
+# --- patching ---------------------------------------------------------------------------------------------------
+
+
+def _patch(owner: Any, name: str, hook: Callable[..., Any]) -> None:
+    current = getattr(owner, name)
+    original = _unwrap(current)
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not _installed:
+            return original(*args, **kwargs)
+        return hook(original, *args, **kwargs)
+
+    setattr(wrapper, HOOK_MARK, True)
+    _patches.append(_Patch(owner, name, original, name in vars(owner), wrapper))
+    setattr(owner, name, wrapper)
+
+
+def _unwrap(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The original under any wrapper of ours left behind by an earlier copy of this module."""
+    while getattr(function, HOOK_MARK, False):
+        function = function.__wrapped__
+    return function
+
+
+def _restore(patch: _Patch) -> None:
+    if patch.owner.__dict__.get(patch.name) is not patch.wrapper:
+        return  # someone wrapped ours; ours now passes straight through (`_installed` is False)
+    if patch.had_own_attribute:
+        setattr(patch.owner, patch.name, patch.original)
+    else:
+        delattr(patch.owner, patch.name)
+
+
+# --- hooks ------------------------------------------------------------------------------------------------------
+
+
+def _find_checkpoint_config(original: Callable[..., str], state_dict: Mapping[str, Any], info: Any) -> str:
+    config = original(state_dict, info)
+    if state_dict is None or not _is_sdxl_base_config(config):
+        return config  # a config the user placed next to the checkpoint, or not SDXL: the host's choice stands
+    checkpoint = classify(_shapes(state_dict))
+    family = checkpoint.info
+    if not (family.distilled and family.prunable and checkpoint.depths is not None):
+        return config
+    return distilled_config(config, checkpoint.family, checkpoint.depths)
+
+
+def _load_model_weights(original: Callable[..., Any], model: Any, checkpoint_info: Any, state_dict: Any, timer: Any):
+    if state_dict is None:  # the host's "restore previous" path: read it the way the original would
+        from modules import sd_models
+
+        state_dict = sd_models.get_checkpoint_state_dict(checkpoint_info, timer)
+    shapes = _shapes(state_dict)
+    checkpoint = classify(shapes)
+    _refuse_unbuildable(checkpoint, _title(checkpoint_info))
+    checkpoint_keys = [key for key in shapes if key.startswith(UNET_PREFIX)]  # the host consumes state_dict
+    verified = _is_verified(checkpoint, shapes)
+    if verified:
+        _fit_unet(model, checkpoint, _title(checkpoint_info))
+        _require_exact(model, checkpoint_keys, checkpoint, _title(checkpoint_info))
+        setattr(model, SIGNATURE_ATTR, checkpoint.depths)
+
+    result = original(model, checkpoint_info, state_dict, timer)
+
+    report = _report(model, checkpoint_keys, checkpoint, _title(checkpoint_info))
+    if verified:
+        _require_exact(model, checkpoint_keys, checkpoint, _title(checkpoint_info))
+        _set_flags(model, checkpoint)
+    setattr(model, REPORT_ATTR, report)
+    print(_log_line(report, checkpoint))
+    return result
+
+
+def _reload_model_weights(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    _preflight(*args, **kwargs)
+    return original(*args, **kwargs)
+
+
+def _convert_sdxl_to_ssd(original: Callable[..., Any], model: Any) -> Any:
+    if getattr(model, SIGNATURE_ATTR, None) is not None:
+        return None  # already pruned to the checkpoint's exact depths
+    return original(model)
+
+
+# --- before the host builds or loads ----------------------------------------------------------------------------
+
+
+def _preflight(sd_model: Any = None, info: Any = None, *_: Any, **__: Any) -> None:
+    """Refuse an unbuildable checkpoint before `reload_model_weights` unloads the current model."""
+    from modules import sd_models
+
+    current = sd_model or sd_models.model_data.sd_model
+    try:
+        checkpoint_info = info or sd_models.select_checkpoint()
+    except Exception:  # no checkpoint at all: the host says so itself
+        return
+    if current is not None and getattr(current, "sd_model_checkpoint", None) == checkpoint_info.filename:
+        return
+    checkpoint = classify_file(checkpoint_info.filename)
+    if checkpoint is not None:
+        _refuse_unbuildable(checkpoint, _title(checkpoint_info))
+
+
+def classify_file(filename: str) -> Classification | None:
+    """Classification from a safetensors header (no tensor read); None for other formats or unreadable files."""
+    if not str(filename).lower().endswith(".safetensors"):
+        return None
+    try:
+        return classify(read_header(filename).shapes())
+    except (HeaderError, OSError):
+        return None
+
+
+def _refuse_unbuildable(checkpoint: Classification, title: str) -> None:
+    family = checkpoint.info
+    if family.distilled and not family.prunable:
+        raise UnsupportedModelError(
+            f"{LOG_PREFIX} {title} is a {family.label} checkpoint and is not loaded: {family.note}. "
+            "A1111 can only build it as an SDXL UNet, which would leave the blocks it cannot match random or zero."
+        )
+
+
+def distilled_config(source: str, family: str, signature: DepthSignature) -> str:
+    """A copy of the host's SDXL config, one path per (family, depth signature, host config)."""
+    text = Path(source).read_text(encoding="utf-8")
+    digest = hashlib.sha256(f"{signature.short()}\n{text}".encode()).hexdigest()[:10]
+    content = (
+        f"# Written by sd-webui-ssd1b: {family}, depths {signature.short()}.\n"
+        f"# A copy of {source}; its own path makes A1111 rebuild the model when the UNet structure changes.\n{text}"
+    )
+    return str(_write_if_changed(config_dir() / f"ssd1b-{family}-{digest}.yaml", content))
+
+
+def config_dir() -> Path:
+    """`<webui data dir>/cache/ssd1b`, or a temporary folder when that is not writable."""
+    from modules import paths
+
+    for candidate in (Path(paths.data_path).joinpath(*CONFIG_SUBDIR), Path(tempfile.gettempdir()) / "ssd1b"):
+        try:
+            candidate.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(candidate, os.W_OK):
+            return candidate
+    raise ModelLoadError(f"{LOG_PREFIX} no writable folder for the distilled model configs")
+
+
+def _write_if_changed(path: Path, content: str) -> Path:
+    if path.is_file() and path.read_text(encoding="utf-8") == content:
+        return path
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(content, encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
+def _is_sdxl_base_config(config: str) -> bool:
+    from modules import sd_models_config
+
+    candidates = (getattr(sd_models_config, name, None) for name in SDXL_BASE_CONFIG_NAMES)
+    return any(candidate and _same_path(candidate, config) for candidate in candidates)
+
+
+def _same_path(first: str, second: str) -> bool:
+    return os.path.normcase(os.path.abspath(first)) == os.path.normcase(os.path.abspath(second))
+
+
+# --- shaping and verifying the UNet -----------------------------------------------------------------------------
+
+
+def _is_verified(checkpoint: Classification, shapes: Mapping[str, Any]) -> bool:
+    """SDXL-family checkpoints must fit exactly; other models are reported only (the host's behaviour stands)."""
+    has_sdxl_text_encoders = any(key.startswith(SDXL_TEXT_ENCODER_PREFIX) for key in shapes)
+    return checkpoint.info.architecture in VERIFIED_ARCHITECTURES or has_sdxl_text_encoders
+
+
+def _fit_unet(model: Any, checkpoint: Classification, title: str) -> None:
+    """Prune a freshly built UNet to the checkpoint's depths (a loaded model keeps its structure)."""
+    unet = _unet(model)
+    target = checkpoint.depths
+    if unet is not None and target is not None and checkpoint.info.prunable and _is_fresh(model):
+        current = signature_from_keys(name for name, _ in unet.named_parameters())
+        if current != target:
+            try:
+                prune_unet(unet, target)
+            except PruneError as error:
+                raise ModelLoadError(
+                    f"{LOG_PREFIX} {title} ({checkpoint.info.label}) cannot be built from the model A1111 made "
+                    f"for it: {error}"
+                ) from error
+
+
+def _require_exact(model: Any, checkpoint_keys: list[str], checkpoint: Classification, title: str) -> None:
+    diff = unet_key_diff(_model_unet_keys(model), checkpoint_keys)
+    if not diff.exact:
+        raise ModelLoadError(_mismatch_message(diff, model, checkpoint, title))
+
+
+def _mismatch_message(diff: KeyDiff, model: Any, checkpoint: Classification, title: str) -> str:
+    model_depths = signature_from_keys(_model_unet_keys(model))
+    depths = (
+        f" Checkpoint depths {checkpoint.depths.short()}, model depths {model_depths.short()}."
+        if checkpoint.depths is not None and model_depths is not None and model_depths != checkpoint.depths
+        else ""
+    )
+    return (
+        f"{LOG_PREFIX} {title} ({checkpoint.info.label}) does not fit the UNet built for it: "
+        f"{_count_and_first(diff.missing, 'missing')}, {_count_and_first(diff.unexpected, 'unexpected')}.{depths} "
+        "Not loaded: with strict=False the missing weights would stay zero and the images would be noise."
+    )
+
+
+def _count_and_first(keys: list[str], what: str) -> str:
+    return f"{len(keys)} {what} key(s)" + (f" (first: {keys[0]})" if keys else "")
+
+
+def _report(model: Any, checkpoint_keys: Iterable[str], checkpoint: Classification, title: str) -> dict[str, Any]:
+    diff = unet_key_diff(_model_unet_keys(model), checkpoint_keys)
+    unet = _unet(model)
+    return {
+        "checkpoint": title,
+        "family": checkpoint.family,
+        "label": checkpoint.info.label,
+        "depths": checkpoint.depths.to_json() if checkpoint.depths is not None else None,
+        "unet_params": count_parameters(unet) if unet is not None else 0,
+        "missing": diff.missing,
+        "unexpected": diff.unexpected,
+    }
+
+
+def _log_line(report: Mapping[str, Any], checkpoint: Classification) -> str:
+    missing, unexpected = report["missing"], report["unexpected"]
+    line = (
+        f"{LOG_PREFIX} {checkpoint.info.label} UNet: {report['unet_params']:,} parameters, "
+        f"{len(missing)} missing / {len(unexpected)} unexpected keys ({report['checkpoint']})"
+    )
+    if missing or unexpected:
+        line += f"; {_count_and_first(missing, 'missing')}, {_count_and_first(unexpected, 'unexpected')}"
+    return line
+
+
+def _set_flags(model: Any, checkpoint: Classification) -> None:
+    """The flags A1111 and extensions read: an SDXL-family model, distilled ones marked SSD where the host can."""
+    if checkpoint.info.architecture != "sdxl":
+        return
+    distilled = checkpoint.info.distilled
+    model.is_sdxl = True
+    info = host.probe()
+    if info.has_native_ssd:
+        model.is_ssd = distilled
+    if info.has_model_type:
+        from modules import sd_models
+
+        model.model_type = getattr(sd_models.ModelType, MODEL_TYPE_BY_DISTILLED[distilled])
+
+
+# --- small helpers ----------------------------------------------------------------------------------------------
+
+
+def _shapes(state_dict: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Keys with the UNet's shapes; other values are not touched (they may be loaded lazily)."""
+    return {key: _shape(state_dict[key]) if key.startswith(UNET_PREFIX) else () for key in state_dict}
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    return tuple(getattr(value, "shape", ()))
+
+
+def _unet(model: Any) -> Any:
+    return getattr(getattr(model, "model", None), "diffusion_model", None)
+
+
+def _model_unet_keys(model: Any) -> list[str]:
+    unet = _unet(model)
+    return list(unet.state_dict(prefix=UNET_PREFIX)) if unet is not None else []
+
+
+def _is_fresh(model: Any) -> bool:
+    """Built by `load_model` and not loaded yet (the host sets `sd_checkpoint_info` at the end of a load)."""
+    return not hasattr(model, "sd_checkpoint_info")
+
+
+def _title(checkpoint_info: Any) -> str:
+    return str(getattr(checkpoint_info, "title", None) or getattr(checkpoint_info, "filename", "?"))
