@@ -167,7 +167,11 @@ def _find_checkpoint_config(original: Callable[..., str], state_dict: Mapping[st
     family = checkpoint.info
     if not (family.distilled and family.prunable and checkpoint.depths is not None):
         return config
-    return distilled_config(config, checkpoint.family, checkpoint.depths)
+    try:
+        return distilled_config(config, checkpoint.family, checkpoint.depths)
+    except (OSError, ModelLoadError) as error:  # the load still prunes and verifies; only the rebuild is at risk
+        print(f"{LOG_PREFIX} warning: no config of its own for {family.label} ({error}); using {config}")
+        return config
 
 
 def _load_model_weights(original: Callable[..., Any], model: Any, checkpoint_info: Any, state_dict: Any, timer: Any):

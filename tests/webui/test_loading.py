@@ -404,3 +404,14 @@ def test_a_forced_reload_of_the_same_checkpoint_is_verified_again(host, capsys):
     again = host.sd_models.reload_model_weights(info=host.vega, forced_reload=True)
     assert again is model
     assert log_line("Segmind Vega", VEGA_PARAMS, host.vega.title) in capsys.readouterr().out.splitlines()
+
+
+def test_without_a_writable_config_copy_the_host_config_is_used_and_the_load_still_fits(host, monkeypatch, capsys):
+    def unwritable(*args):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(host.loading, "distilled_config", unwritable)
+    model = host.sd_models.load_model(host.vega)
+    assert model.used_config == host.config.config_sdxl
+    assert unet_keys(model) == set(synthetic.vega_unet())
+    assert "read-only file system" in capsys.readouterr().out
