@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run the tests"; .ci/run calls exactly this).
-# Sets up everything on a fresh Debian machine: a venv in .venv with tests/requirements.txt, Debian's
+# Sets up everything on a fresh Debian machine: a venv in .venv with tests/requirements-lock.txt, Debian's
 # Chromium for the browser tests, then lint + the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,7 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r tests/requirements-lock.txt
 
 if [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" = 0 ]; then
