@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property, partial
+from itertools import chain
 from math import prod
-from operator import itemgetter
+from operator import itemgetter, le, mul, sub
 from pathlib import Path
 from typing import NamedTuple
 
@@ -70,7 +71,14 @@ class TensorInfo(NamedTuple):
 
 @dataclass(frozen=True)
 class Header:
-    tensors: dict[str, TensorInfo]
+    """A validated header, kept column by column (names, dtypes, shapes, offsets) because a full SDXL
+    checkpoint has ~2,500 entries and per-entry objects are the main cost; `tensors` builds them on demand."""
+
+    names: list[str]
+    dtypes: list[str]
+    shape_lists: list[list[int]]
+    begins: list[int]
+    ends: list[int]
     metadata: dict[str, str] = field(default_factory=dict)
     header_bytes: int = 0
     data_bytes: int = 0
@@ -84,8 +92,21 @@ class Header:
     def truncated(self) -> bool:
         return self.file_bytes < self.declared_bytes
 
+    @cached_property
+    def tensors(self) -> dict[str, TensorInfo]:
+        rows = zip(self.dtypes, map(tuple, self.shape_lists), self.begins, self.ends, strict=True)
+        return dict(zip(self.names, map(partial(tuple.__new__, TensorInfo), rows), strict=True))
+
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        return {name: info.shape for name, info in self.tensors.items()}
+        return dict(zip(self.names, map(tuple, self.shape_lists), strict=True))
+
+    def bytes_by_dtype(self) -> dict[str, int]:
+        if len(set(self.dtypes)) == 1:
+            return {self.dtypes[0]: self.data_bytes}
+        totals: dict[str, int] = {}
+        for dtype, size in zip(self.dtypes, map(sub, self.ends, self.begins), strict=True):
+            totals[dtype] = totals.get(dtype, 0) + size
+        return totals
 
 
 def read_header(path: str | os.PathLike[str], max_header_bytes: int = MAX_HEADER_BYTES) -> Header:
@@ -127,9 +148,10 @@ def parse_header(raw: bytes, file_bytes: int) -> Header:
     """Validate the JSON header bytes `raw` of a file that is `file_bytes` long."""
     document = _decode_json(raw)
     metadata = _parse_metadata(document.pop("__metadata__", None))
-    tensors = _parse_tensors(document)
-    data_bytes = _check_layout(tensors)
-    return Header(tensors, metadata, len(raw), data_bytes, file_bytes)
+    dtypes, shapes, begins, ends = _parse_tensors(document)
+    names = list(document)
+    data_bytes = _check_layout(names, begins, ends)
+    return Header(names, dtypes, shapes, begins, ends, metadata, len(raw), data_bytes, file_bytes)
 
 
 def _decode_json(raw: bytes) -> dict:
@@ -176,28 +198,40 @@ def _parse_metadata(raw: object) -> dict[str, str]:
     return raw
 
 
-def _parse_tensors(document: dict) -> dict[str, TensorInfo]:
-    """All tensor entries: a fast bulk check for the common, valid case; the precise per-entry one otherwise."""
+Columns = tuple[list[str], list[list[int]], list[int], list[int]]
+
+
+def _parse_tensors(document: dict) -> Columns:
+    """All tensor entries as columns, validated with C-level loops (a big SDXL header has ~2,500 entries);
+    when anything is off, the precise per-entry check runs to say which tensor and why."""
+    entries = list(document.values())
     try:
-        tensors = {
-            name: TensorInfo(entry["dtype"], tuple(entry["shape"]), *entry["data_offsets"])
-            for name, entry in document.items()
-        }
-    except (TypeError, KeyError, ValueError):
-        tensors = None
-    if tensors is None or not _all_valid(tensors.values()):
-        tensors = {name: _parse_tensor(name, entry) for name, entry in document.items()}
-    return tensors
+        dtypes = list(map(itemgetter("dtype"), entries))
+        shapes = list(map(itemgetter("shape"), entries))
+        offsets = list(map(itemgetter("data_offsets"), entries))
+        valid = _columns_valid(dtypes, shapes, offsets)
+    except (TypeError, KeyError, IndexError):
+        valid = False
+    if not valid:
+        for name, entry in document.items():
+            _parse_tensor(name, entry)
+        raise AssertionError("unreachable: the per-entry check accepts what the column check refused")
+    return dtypes, shapes, list(map(itemgetter(0), offsets)), list(map(itemgetter(1), offsets))
 
 
-def _all_valid(infos: Iterable[TensorInfo]) -> bool:
-    infos = list(infos)
-    return (
-        all(type(info.dtype) is str and info.dtype in DTYPE_BYTES for info in infos)
-        and all(type(dim) is int and dim >= 0 for info in infos for dim in info.shape)
-        and all(type(info.begin) is int and type(info.end) is int and 0 <= info.begin <= info.end for info in infos)
-        and all(info.end - info.begin == prod(info.shape) * DTYPE_BYTES[info.dtype] for info in infos)
-    )
+def _columns_valid(dtypes: list, shapes: list, offsets: list) -> bool:
+    if not (set(map(type, dtypes)) <= {str} and set(dtypes) <= DTYPE_BYTES.keys()):
+        return False
+    if not (set(map(type, shapes)) <= {list} and set(map(type, offsets)) <= {list} and set(map(len, offsets)) <= {2}):
+        return False
+    dims = list(chain.from_iterable(shapes))
+    begins, ends = list(map(itemgetter(0), offsets)), list(map(itemgetter(1), offsets))
+    if not set(map(type, dims)) | set(map(type, begins)) | set(map(type, ends)) <= {int}:
+        return False
+    if min(dims, default=0) < 0 or min(begins, default=0) < 0 or not all(map(le, begins, ends)):
+        return False
+    needed = map(mul, map(prod, shapes), map(DTYPE_BYTES.__getitem__, dtypes))
+    return list(map(sub, ends, begins)) == list(needed)
 
 
 def _parse_tensor(name: str, entry: object) -> TensorInfo:
@@ -220,18 +254,17 @@ def _parse_tensor(name: str, entry: object) -> TensorInfo:
     return TensorInfo(dtype, tuple(shape), begin, end)
 
 
-_BY_OFFSETS = itemgetter(2, 3)
-
-
-def _check_layout(tensors: dict[str, TensorInfo]) -> int:
+def _check_layout(names: list[str], begins: list[int], ends: list[int]) -> int:
     """Offsets must be in order and must not overlap; returns the size of the data part."""
+    spans = sorted(zip(begins, ends, strict=True))
+    if all(map(le, map(itemgetter(1), spans[:-1]), map(itemgetter(0), spans[1:]))):
+        return spans[-1][1] if spans else 0
     end = 0
-    for info in sorted(tensors.values(), key=_BY_OFFSETS):
-        if info.begin < end:
-            name = next(name for name, other in tensors.items() if other is info)
+    for begin, stop, name in sorted(zip(begins, ends, names, strict=True)):
+        if begin < end:
             raise HeaderError(f"malformed header: tensor {name!r} overlaps the tensor before it")
-        end = info.end
-    return end
+        end = stop
+    raise AssertionError("unreachable: the fast check found an overlap")
 
 
 def format_bytes(count: float) -> str:

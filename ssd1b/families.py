@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from math import prod
+from operator import methodcaller
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -166,14 +167,14 @@ class Classification:
 
 def classify(shapes: Mapping[str, Sequence[int]]) -> Classification:
     """Classify a checkpoint from its tensor names and shapes (as read from the header or a state dict)."""
-    unet = {key[len(UNET_PREFIX) :]: tuple(shape) for key, shape in shapes.items() if key.startswith(UNET_PREFIX)}
-    facts = unet_facts(unet) if unet else None
+    unet_keys = list(filter(methodcaller("startswith", UNET_PREFIX), shapes))
+    facts = unet_facts({key: shapes[key] for key in unet_keys}) if unet_keys else None
     return Classification(
         family=family_of(facts),
         depths=facts.depths if facts else None,
-        unet_params=sum(prod(shape) for shape in unet.values()),
-        has_vae=any(key.startswith(VAE_PREFIX) for key in shapes),
-        has_text_encoders=any(key.startswith(TEXT_ENCODER_PREFIXES) for key in shapes),
+        unet_params=sum(map(prod, map(shapes.__getitem__, unet_keys))),
+        has_vae=any(map(methodcaller("startswith", VAE_PREFIX), shapes)),
+        has_text_encoders=any(map(methodcaller("startswith", TEXT_ENCODER_PREFIXES), shapes)),
     )
 
 
@@ -197,14 +198,15 @@ def _sdxl_family(depths: DepthSignature | None) -> str:
     return "sdxl-distilled" if depths.fits_inside(SDXL_SIGNATURE) else "unknown"
 
 
-def unet_facts(unet: Mapping[str, tuple[int, ...]]) -> UNetFacts:
-    """Facts about a UNet whose keys are given without the `model.diffusion_model.` prefix."""
+def unet_facts(unet: Mapping[str, Sequence[int]]) -> UNetFacts:
+    """Facts about a UNet from its keys (all with, or all without, the `model.diffusion_model.` prefix)."""
+    prefix = UNET_PREFIX if any(map(methodcaller("startswith", UNET_PREFIX), unet)) else ""
     structure = _block_structure(unet)
     return UNetFacts(
-        in_channels=_dim(unet, "input_blocks.0.0.weight", 1),
-        model_channels=_dim(unet, "input_blocks.0.0.weight", 0),
+        in_channels=_dim(unet, f"{prefix}input_blocks.0.0.weight", 1),
+        model_channels=_dim(unet, f"{prefix}input_blocks.0.0.weight", 0),
         context_dim=_context_dim(unet),
-        adm_channels=_dim(unet, "label_emb.0.0.weight", 1),
+        adm_channels=_dim(unet, f"{prefix}label_emb.0.0.weight", 1),
         input_blocks=structure.counts["input_blocks"],
         output_blocks=structure.counts["output_blocks"],
         depths=structure.signature(),
@@ -256,12 +258,12 @@ def _block_structure(keys: Iterable[str]) -> _BlockStructure:
     return _BlockStructure(counts, depths)
 
 
-def _dim(unet: Mapping[str, tuple[int, ...]], key: str, axis: int) -> int | None:
+def _dim(unet: Mapping[str, Sequence[int]], key: str, axis: int) -> int | None:
     shape = unet.get(key)
     return shape[axis] if shape is not None and len(shape) > axis else None
 
 
-def _context_dim(unet: Mapping[str, tuple[int, ...]]) -> int | None:
+def _context_dim(unet: Mapping[str, Sequence[int]]) -> int | None:
     """Width of the cross-attention context: the input width of the first attn2.to_k found."""
     for key, shape in unet.items():
         if key.endswith(".attn2.to_k.weight") and len(shape) == 2:

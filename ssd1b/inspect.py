@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,14 +93,11 @@ def report_from_header(path: str, header: Header) -> Report:
 
 def dominant_dtype(header: Header) -> str | None:
     """The dtype holding most of the file's bytes, in the names users know (fp16, bf16, fp32)."""
-    dtypes = {info.dtype for info in header.tensors.values()}
-    if len(dtypes) > 1:
-        weight: Counter[str] = Counter()
-        for info in header.tensors.values():
-            weight[info.dtype] += info.nbytes
-        dtypes = {weight.most_common(1)[0][0]}
-    dtype = next(iter(dtypes), None)
-    return DTYPE_NAMES.get(dtype, dtype.lower()) if dtype else None
+    totals = header.bytes_by_dtype()
+    if not totals:
+        return None
+    dtype = max(totals, key=totals.__getitem__)
+    return DTYPE_NAMES.get(dtype, dtype.lower())
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
