@@ -40,7 +40,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "ssd1b_vae_decode",
         "Automatic",
         "VAE for decoding images of distilled SDXL models",
-        "Automatic: the host's own choice; Full: the full SDXL VAE; TAESD: tiny, fast, approximate decoder",
+        "Automatic: the full VAE, TAESD only as the last fallback when the full VAE yields NaN even in fp32; "
+        "Full: the full VAE, never TAESD; TAESD: the tiny decoder, fast and approximate",
         kind="radio",
         choices=VAE_CHOICES,
     ),
@@ -48,30 +49,34 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "ssd1b_vae_encode",
         "Automatic",
         "VAE for encoding images (img2img, inpaint) of distilled SDXL models",
-        "Automatic: the host's own choice; Full: the full SDXL VAE; TAESD: tiny, fast, approximate encoder",
+        "Automatic: the full VAE, TAESD only as the last fallback when the full VAE yields NaN even in fp32; "
+        "Full: the full VAE, never TAESD; TAESD: the tiny encoder, fast and approximate",
         kind="radio",
         choices=VAE_CHOICES,
     ),
     OptionSpec(
         "ssd1b_vae_policy_all_sdxl",
         False,
-        "Apply the VAE choices above to every SDXL-family model, not only distilled ones",
+        "Apply this section's VAE handling to every SDXL model, not only distilled ones",
+        "decoder/encoder choice, missing-VAE recovery, tiling, NaN fallbacks",
     ),
     OptionSpec(
         "ssd1b_missing_vae",
         "Use SDXL VAE",
         "When a checkpoint has no VAE baked in",
-        "Use SDXL VAE: the file chosen below, else one found in models/VAE (an fp16-fix VAE first); "
-        "Use TAESD: the tiny decoder; Stop: refuse to generate with a clear error",
+        "Use SDXL VAE: the file chosen below, else an SDXL VAE found in models/VAE (an fp16-fix VAE first), "
+        "else TAESD; Use TAESD: the tiny decoder/encoder; Stop: refuse to generate with a clear error. "
+        "A VAE chosen in the host's own SD VAE setting always wins",
         kind="radio",
         choices=MISSING_VAE_CHOICES,
     ),
     OptionSpec(
         "ssd1b_missing_vae_file",
-        "",
+        "Automatic",
         "SDXL VAE file for checkpoints without a VAE",
-        "A file name in models/VAE; empty means search models/VAE",
-        kind="textbox",
+        "Automatic: search models/VAE for a file with xl in its name, fp16-fix first",
+        kind="dropdown",
+        extra={"choices_from": "vae_files"},
     ),
     OptionSpec(
         "ssd1b_tiled_vae",

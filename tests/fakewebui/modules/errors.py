@@ -24,3 +24,12 @@ def run(code, task):
         code()
     except Exception as e:
         display(e, task)
+
+
+def print_error_explanation(message):
+    lines = message.strip().split("\n")
+    max_len = max(len(x) for x in lines)
+    print("=" * max_len, file=sys.stderr)
+    for line in lines:
+        print(line, file=sys.stderr)
+    print("=" * max_len, file=sys.stderr)

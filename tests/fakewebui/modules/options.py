@@ -21,6 +21,8 @@ class OptionInfo:
         restrict_api=False,
         category_id=None,
     ):
+        if category_id is not None and not fake_host.at_least("1.7.0"):
+            raise TypeError("OptionInfo.__init__() got an unexpected keyword argument 'category_id' (added in v1.7.0)")
         self.default = default
         self.label = label
         self.component = component
@@ -50,7 +52,8 @@ class OptionInfo:
 
 def options_section(section_identifier, options_dict):
     for v in options_dict.values():
-        if len(section_identifier) == 2:
+        # v1.6.0 stores the identifier as given (it has no categories)
+        if not fake_host.at_least("1.7.0") or len(section_identifier) == 2:
             v.section = section_identifier
         elif len(section_identifier) == 3:
             v.section = section_identifier[0:2]
@@ -108,8 +111,31 @@ class Options:
 
     def add_option(self, key, info):
         self.data_labels[key] = info
-        if key not in self.data and not info.do_not_save:
+        if fake_host.at_least("1.7.0") and key not in self.data and not info.do_not_save:
             self.data[key] = info.default
+
+    def reorder(self):
+        """Run by ui_settings after the ui_settings callbacks: sections together (v1.7+: grouped by category and
+        sorted by section label, which fails on a section that is not an `(id, label)` pair)."""
+        items = list(self.data_labels.items())
+        if not fake_host.at_least("1.7.0"):
+            section_ids = {}
+            for _, item in items:
+                section_ids.setdefault(item.section, len(section_ids))
+            self.data_labels = dict(sorted(items, key=lambda x: section_ids[x[1].section]))
+            return
+        section_categories = {}
+        for _, item in items:
+            section_categories.setdefault(item.section, item.category_id)
+        for _, item in items:
+            item.category_id = section_categories.get(item.section)
+        category_ids = {category_id: n for n, category_id in enumerate(categories.mapping)}
+
+        def sort_key(x):
+            item = x[1]
+            return category_ids.get(item.category_id, len(category_ids)), item.section[1]
+
+        self.data_labels = dict(sorted(items, key=sort_key))
 
 
 if fake_host.at_least("1.7.0"):

@@ -35,6 +35,7 @@ from modules import (
     sd_hijack,
     sd_models_config,
     sd_models_xl,
+    sd_vae,
     shared,
 )
 from modules.timer import Timer
@@ -261,6 +262,11 @@ def load_model_weights(model, checkpoint_info: CheckpointInfo, state_dict, timer
     model.sd_checkpoint_info = checkpoint_info
     shared.opts.data["sd_checkpoint_hash"] = checkpoint_info.sha256
 
+    sd_vae.delete_base_vae()
+    sd_vae.clear_loaded_vae()
+    vae_file, vae_source = sd_vae.resolve_vae(checkpoint_info.filename).tuple()
+    sd_vae.load_vae(model, vae_file, vae_source)
+
 
 class SdModelData:
     def __init__(self):
@@ -312,8 +318,18 @@ def model_target_device(m):
     return devices.device
 
 
+def build_first_stage_model():
+    """Stands in for instantiating the config's `first_stage_config` (sgm's AutoencoderKLInferenceWrapper): an empty
+    module; VAE tests replace this function with one that builds a tiny autoencoder with the same interface."""
+    return torch.nn.Module()
+
+
 class DiffusionEngine(torch.nn.Module):
-    """Stands in for sgm.models.diffusion.DiffusionEngine: an SDXL UNet with the real ldm names, on meta."""
+    """Stands in for sgm.models.diffusion.DiffusionEngine: an SDXL UNet with the real ldm names, on meta.
+
+    `decode_first_stage` / `encode_first_stage` are sgm's (at the commit A1111 pins): scale, then
+    `first_stage_model.decode(z)` / `.encode(x)`; A1111's sd_models_xl adds `get_first_stage_encoding` (identity).
+    """
 
     def __init__(self, **params):
         super().__init__()
@@ -321,7 +337,22 @@ class DiffusionEngine(torch.nn.Module):
         self.model.diffusion_model = build_meta_tree(layouts.sdxl_unet(), layouts.UNET_PREFIX)
         self.conditioner = torch.nn.Module()
         self.conditioner.embedders = torch.nn.ModuleList()
-        self.first_stage_model = torch.nn.Module()
+        self.first_stage_model = build_first_stage_model()
+        self.scale_factor = 0.13025
+        self.disable_first_stage_autocast = True
+
+    @torch.no_grad()
+    def decode_first_stage(self, z):
+        z = 1.0 / self.scale_factor * z
+        return self.first_stage_model.decode(z)
+
+    @torch.no_grad()
+    def encode_first_stage(self, x):
+        z = self.first_stage_model.encode(x)
+        return self.scale_factor * z
+
+    def get_first_stage_encoding(self, x):
+        return x
 
 
 class LatentDiffusion(torch.nn.Module):

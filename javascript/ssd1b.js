@@ -1,0 +1,187 @@
+/*
+ * sd-webui-ssd1b: a family badge by the checkpoint dropdown, and a nudge to the presets panels when the selected
+ * checkpoint changes.
+ *
+ * - The badge shows the family of the checkpoint selected in #setting_sd_model_checkpoint, read from the file's
+ *   header by GET ./ssd1b/v1/inspect?checkpoint=<title> (before the host has loaded it). Text only: never HTML.
+ * - When the selection changes, it clicks each panel's own (CSS-hidden) button #ssd1b-<tab>-selected; that Gradio
+ *   event runs in Python, which applies the family's default preset when the user turned the option on.
+ *   (On page load the panels fill their family line themselves; nothing is applied then.)
+ * - Those buttons' `_js` ask `window.ssd1b.selectedCheckpoint()` for the title, so Python never has to guess it.
+ *
+ * One-time work runs in the host's onUiLoaded (or, outside the host, once the dropdown exists). The only global is
+ * `window.ssd1b`.
+ */
+(function() {
+    "use strict";
+
+    const CHECKPOINT_ID = "setting_sd_model_checkpoint";
+    const BADGE_ID = "ssd1b-family-badge";
+    const TABS = ["txt2img", "img2img"];
+    const INSPECT_URL = "./ssd1b/v1/inspect?checkpoint=";
+    const SETTLE_MS = 250;
+    // Labels of ssd1b/families.py, for a server that answers with the family id only.
+    const FAMILY_LABELS = {
+        "sdxl": "SDXL",
+        "ssd-1b": "SSD-1B",
+        "segmind-vega": "Segmind Vega",
+        "sdxl-distilled": "Distilled SDXL",
+        "koala-700m": "KOALA-700M",
+        "koala-1b": "KOALA-1B",
+        "sdxl-refiner": "SDXL Refiner",
+        "sdxl-inpaint": "SDXL Inpainting",
+        "sd1": "SD 1.x",
+        "sd2": "SD 2.x",
+        "unknown": "Unknown",
+    };
+    const DISTILLED = ["ssd-1b", "segmind-vega", "sdxl-distilled", "koala-700m", "koala-1b"];
+
+    const state = {started: false, title: null, request: 0, timer: null};
+
+    function root() {
+        return typeof gradioApp === "function" ? gradioApp() : document;
+    }
+
+    function byId(id) {
+        return root().querySelector("#" + id) || document.getElementById(id);
+    }
+
+    function checkpointInput() {
+        const box = byId(CHECKPOINT_ID);
+        return box ? box.querySelector("input, select") : null;
+    }
+
+    /** The title selected in the checkpoint dropdown ("" while the user is typing a filter into it). */
+    function selectedCheckpoint() {
+        const input = checkpointInput();
+        if (!input || document.activeElement === input) return "";
+        return input.value || "";
+    }
+
+    function badge() {
+        let element = byId(BADGE_ID);
+        if (element) return element;
+        const box = byId(CHECKPOINT_ID);
+        if (!box) return null;
+        element = document.createElement("span");
+        element.id = BADGE_ID;
+        element.className = "ssd1b-badge";
+        element.setAttribute("role", "status");
+        const label = box.querySelector("label") || box;
+        label.appendChild(element);
+        return element;
+    }
+
+    function showFamily(report) {
+        const element = badge();
+        if (!element) return;
+        const family = report && report.family ? String(report.family) : "unknown";
+        const label = report && report.label ? report.label : FAMILY_LABELS[family] || family;
+        const distilled = report && "distilled" in report ? Boolean(report.distilled) : DISTILLED.includes(family);
+        element.textContent = String(label);
+        element.dataset.family = family;
+        element.dataset.distilled = distilled ? "true" : "false";
+        element.title = report && report.error ? String(report.error) : "Checkpoint family, from the file's header";
+    }
+
+    function showProblem(message) {
+        const element = badge();
+        if (!element) return;
+        element.textContent = "?";
+        element.dataset.family = "unknown";
+        element.dataset.distilled = "false";
+        element.title = message;
+    }
+
+    function inspect(title) {
+        const request = ++state.request;
+        return fetch(INSPECT_URL + encodeURIComponent(title), {headers: {Accept: "application/json"}})
+            .then(function(response) {
+                if (!response.ok) throw new Error("HTTP " + response.status);
+                return response.json();
+            })
+            .then(function(report) {
+                if (request === state.request) showFamily(report);
+                return report;
+            })
+            .catch(function(error) {
+                if (request === state.request) showProblem("Could not inspect the checkpoint: " + error.message);
+                return null;
+            });
+    }
+
+    function clickPanels(action) {
+        TABS.forEach(function(tab) {
+            const button = byId("ssd1b-" + tab + "-" + action);
+            if (button) button.click();
+        });
+    }
+
+    function check(isFirst) {
+        const title = selectedCheckpoint();
+        if (!title || title === state.title) return;
+        state.title = title;
+        inspect(title);
+        if (!isFirst) clickPanels("selected");
+    }
+
+    function schedule() {
+        clearTimeout(state.timer);
+        state.timer = setTimeout(function() {
+            check(false);
+        }, SETTLE_MS);
+    }
+
+    function start() {
+        if (state.started || !byId(CHECKPOINT_ID)) return;
+        state.started = true;
+        check(true);
+        const input = checkpointInput();
+        if (input) input.addEventListener("blur", schedule);
+        if (typeof onAfterUiUpdate === "function") {
+            onAfterUiUpdate(schedule);
+        } else {
+            new MutationObserver(schedule).observe(byId(CHECKPOINT_ID), {childList: true, subtree: true, characterData: true});
+        }
+    }
+
+    function uiReady() {
+        return byId(CHECKPOINT_ID) && byId("txt2img_prompt");
+    }
+
+    function startWhenReady() {
+        if (typeof onUiLoaded === "function") {
+            onUiLoaded(start);
+            return;
+        }
+        const observer = new MutationObserver(function() {
+            if (uiReady()) {
+                observer.disconnect();
+                start();
+            }
+        });
+        const begin = function() {
+            observer.observe(document.body, {childList: true, subtree: true});
+            if (uiReady()) start();
+        };
+        if (document.body) begin();
+        else document.addEventListener("DOMContentLoaded", begin);
+    }
+
+    /** For a panel button's `_js`: its inputs with the first one replaced by the selected checkpoint's title. */
+    function withSelectedCheckpoint(args) {
+        const values = Array.prototype.slice.call(args);
+        const title = selectedCheckpoint() || state.title || "";
+        if (values.length > 0) values[0] = title;
+        return values;
+    }
+
+    window.ssd1b = {
+        selectedCheckpoint: selectedCheckpoint,
+        withSelectedCheckpoint: withSelectedCheckpoint,
+        inspect: inspect,
+        start: start,
+    };
+
+    startWhenReady();
+})();

@@ -1,0 +1,267 @@
+"""REST API of the extension, mounted on A1111's FastAPI app (adapter; imports fastapi / `modules` lazily).
+
+Routes (JSON, GET only, prefix /ssd1b/v1):
+
+- /ssd1b/v1/presets                    -> {"builtin": [preset...], "user": [preset...], "problem": null | str}
+  A preset is `ssd1b.presets.Preset.to_json()`. `problem` says why (part of) the user's store could not be read,
+  e.g. a damaged file that was backed up; the valid presets are still listed.
+- /ssd1b/v1/inspect?checkpoint=<title> -> `ssd1b.inspect.inspect_file(path).to_json()` (path, ok, error, family,
+  depths, unet_params, has_vae, has_text_encoders, dtype, bytes) plus "title", for a checkpoint of the host's model
+  list: a title, file name, model name or hash, matched by the host's own `sd_models.get_closet_checkpoint_match`.
+  Only files in that list are ever read, and only their header.
+  422 {"detail": "..."} when `checkpoint` is missing or blank; 404 {"detail": "..."} when the host knows no such
+  checkpoint.
+- /ssd1b/v1/model                      -> {"loaded": true, ...`ssd1b.webui.loading.current_report()`} or
+  {"loaded": false}.
+
+The routes are always added (the presets panel may call them), also without `--api`; when the host runs with
+`--api-auth user:password[,…]` they ask for the same HTTP Basic credentials as the host's own API.
+
+The script's `alwayson_scripts` arguments in POST /sdapi/v1/txt2img and /img2img are checked before the host runs
+the request (an ASGI middleware): bad ones answer 422 {"detail": "SSD-1B presets: ..."} instead of a generation
+that silently ignores them.
+
+`install()` registers an `on_app_started` callback that adds the routes to the app it is given, once per app
+(FastAPI cannot remove routes, so every app we touched is remembered). `uninstall()` removes the callback and makes
+already-added routes answer 503 {"detail": "sd-webui-ssd1b is not installed"} until the next `install()`. Both are
+idempotent. `register(app)` adds the routes to an app directly and returns False when they were there already.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from collections.abc import Awaitable, Callable, MutableMapping
+from secrets import compare_digest
+from typing import Any
+
+PREFIX = "/ssd1b/v1"
+TAGS = ["sd-webui-ssd1b"]
+NOT_INSTALLED = "sd-webui-ssd1b is not installed (it was unloaded); reload the UI"
+GENERATION_PATHS = frozenset({"/sdapi/v1/txt2img", "/sdapi/v1/img2img"})
+
+_installed = False
+_apps: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+# --- lifecycle ------------------------------------------------------------------------------------------------------
+
+
+def install() -> None:
+    global _installed
+    from modules import script_callbacks
+
+    script_callbacks.remove_callbacks_for_function(on_app_started)
+    script_callbacks.on_app_started(on_app_started)
+    _installed = True
+
+
+def uninstall() -> None:
+    global _installed
+    try:
+        from modules import script_callbacks
+    except ImportError:  # the host is gone (interpreter shutdown); nothing to undo there
+        pass
+    else:
+        script_callbacks.remove_callbacks_for_function(on_app_started)
+    _installed = False
+
+
+def on_app_started(_demo: Any, app: Any) -> None:
+    register(app)
+
+
+def register(app: Any) -> bool:
+    """Add the routes to `app` unless they are there already."""
+    if app in _apps:
+        return False
+    dependencies = _auth_dependencies()
+    for path, endpoint in ROUTES.items():
+        app.add_api_route(
+            PREFIX + path, endpoint, methods=["GET"], tags=TAGS, dependencies=dependencies, response_model=None
+        )
+    _add_script_args_guard(app)
+    _apps.add(app)
+    return True
+
+
+# --- alwayson_scripts argument check -------------------------------------------------------------------------------
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def _add_script_args_guard(app: Any) -> None:
+    """Insert the guard into a possibly running app, the way A1111's own `setup_middleware` does."""
+    app.middleware_stack = None
+    app.add_middleware(ScriptArgsGuard)
+    app.middleware_stack = app.build_middleware_stack()
+
+
+class ScriptArgsGuard:
+    """Pure ASGI middleware: reads a generation request's body, answers 422 for bad arguments of our script and
+    otherwise replays the body unchanged to the host (BaseHTTPMiddleware would consume it on old Starlette)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        if not (_installed and scope["type"] == "http" and scope["method"] == "POST"):
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] not in GENERATION_PATHS:
+            await self.app(scope, receive, send)
+            return
+        messages, body = await _read_body(receive)
+        problem = script_args_problem(body)
+        if problem is not None:
+            await _send_json(send, 422, {"detail": problem})
+            return
+        pending = iter(messages)
+
+        async def replay() -> Message:
+            return next(pending, None) or await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _read_body(receive: Receive) -> tuple[list[Message], bytes]:
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return messages, b"".join(chunks)
+
+
+async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def script_args_problem(body: bytes) -> str | None:
+    """Why the request's arguments for our script are bad, or None (also when the body is not ours to judge:
+    malformed JSON and other fields are left to the host's own validation)."""
+    from ssd1b.webui.panel_logic import SCRIPT_TITLE, ScriptArgsError, parse_script_args
+
+    try:
+        request = json.loads(body or b"null")
+    except ValueError:
+        return None
+    scripts = request.get("alwayson_scripts") if isinstance(request, dict) else None
+    if not isinstance(scripts, dict):
+        return None
+    ours = [value for key, value in scripts.items() if isinstance(key, str) and key.lower() == SCRIPT_TITLE.lower()]
+    if not ours:
+        return None
+    if not isinstance(ours[0], dict):
+        return f'{SCRIPT_TITLE}: alwayson_scripts value must be an object {{"args": [...]}}'
+    from ssd1b.webui import panel
+
+    try:
+        parse_script_args(ours[0].get("args", []), panel.catalog())
+    except ScriptArgsError as error:
+        return str(error)
+    return None
+
+
+# --- endpoints (plain functions: FastAPI runs them in its thread pool) ---------------------------------------------
+
+
+def get_presets() -> dict[str, Any]:
+    from ssd1b import presets
+    from ssd1b.webui import host
+
+    _require_installed()
+    state = presets.PresetStore(host.presets_file()).load()
+    return {
+        "builtin": [preset.to_json() for preset in presets.BUILTIN_PRESETS],
+        "user": [preset.to_json() for preset in state.presets],
+        "problem": state.problem,
+    }
+
+
+def get_inspect(checkpoint: str | None = None) -> dict[str, Any]:
+    from modules import sd_models
+
+    from ssd1b.inspect import inspect_file
+
+    _require_installed()
+    wanted = (checkpoint or "").strip()
+    if not wanted:
+        raise _http_error(
+            422, "the query parameter 'checkpoint' is required: a title, file name or hash from the model list"
+        )
+    info = sd_models.get_closet_checkpoint_match(wanted)
+    if info is None:
+        raise _http_error(
+            404, f"no checkpoint in the model list matches {wanted!r} (GET /sdapi/v1/sd-models lists them)"
+        )
+    report = inspect_file(info.filename).to_json()
+    report["title"] = info.title
+    return report
+
+
+def get_model() -> dict[str, Any]:
+    from ssd1b.webui import loading
+
+    _require_installed()
+    report = loading.current_report()
+    return {"loaded": False} if report is None else {"loaded": True, **report}
+
+
+ROUTES: dict[str, Callable[..., dict[str, Any]]] = {
+    "/presets": get_presets,
+    "/inspect": get_inspect,
+    "/model": get_model,
+}
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------------
+
+
+def _require_installed() -> None:
+    if not _installed:
+        raise _http_error(503, NOT_INSTALLED)
+
+
+def _http_error(status: int, detail: str, headers: dict[str, str] | None = None) -> Exception:
+    from fastapi import HTTPException
+
+    return HTTPException(status_code=status, detail=detail, headers=headers)
+
+
+def _auth_dependencies() -> list[Any]:
+    """HTTP Basic auth with the host's `--api-auth` credentials, when it has any (the host's own API does the same)."""
+    credentials = _api_credentials()
+    if not credentials:
+        return []
+    from fastapi import Depends
+    from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+    basic = HTTPBasic()
+
+    def check(given: HTTPBasicCredentials = Depends(basic)) -> None:  # noqa: B008 - FastAPI's dependency idiom
+        expected = credentials.get(given.username)
+        if expected is None or not compare_digest(given.password.encode(), expected.encode()):
+            raise _http_error(401, "Incorrect username or password", {"WWW-Authenticate": "Basic"})
+
+    # This module uses postponed annotations and imports fastapi lazily: give FastAPI the real class to inject.
+    check.__annotations__["given"] = HTTPBasicCredentials
+    return [Depends(check)]
+
+
+def _api_credentials() -> dict[str, str]:
+    from modules import shared
+
+    configured = getattr(getattr(shared, "cmd_opts", None), "api_auth", None) or ""
+    pairs = (item.split(":", 1) for item in configured.split(",") if ":" in item)
+    return {user: password for user, password in pairs}

@@ -1,0 +1,131 @@
+"""Fake of modules/processing.py: the processing object's fields a script touches, and the hook order.
+
+`process_images` runs what the host runs around a generation, minus the model: `scripts.before_process(p)`, then
+`setup_prompts()` (which fixes `all_prompts` / `all_negative_prompts`), then `scripts.process(p)`; the returned
+infotext is built from the final fields and `extra_generation_params` in the host's format
+(`key: quote(value)` pairs after the prompt lines). `scheduler` exists from v1.9.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import fake_host
+
+from modules.generation_parameters_copypaste import quote
+
+
+@dataclass(repr=False)
+class StableDiffusionProcessing:
+    prompt: str = ""
+    negative_prompt: str = ""
+    styles: list = None
+    seed: int = -1
+    sampler_name: str = None
+    batch_size: int = 1
+    n_iter: int = 1
+    steps: int = 50
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    override_settings: dict = None
+    extra_generation_params: dict = None
+    do_not_save_samples: bool = False
+    do_not_save_grid: bool = False
+
+    scripts: Any = field(default=None, init=False)
+    script_args: tuple = field(default=(), init=False)
+    is_api: bool = field(default=False, init=False)
+    all_prompts: list = field(default=None, init=False)
+    all_negative_prompts: list = field(default=None, init=False)
+
+    def __post_init__(self):
+        self.extra_generation_params = self.extra_generation_params or {}
+        self.override_settings = self.override_settings or {}
+        if fake_host.at_least("1.9.0") and not hasattr(self, "scheduler"):
+            self.scheduler = None
+
+    def setup_prompts(self):
+        count = self.batch_size * self.n_iter
+        self.all_prompts = [self.prompt] * count
+        self.all_negative_prompts = [self.negative_prompt] * count
+
+
+@dataclass(repr=False)
+class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
+    enable_hr: bool = False
+
+
+@dataclass(repr=False)
+class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
+    init_images: list = None
+    denoising_strength: float = 0.75
+
+
+def create_infotext(p, index=0):
+    params = {
+        "Steps": p.steps,
+        "Sampler": p.sampler_name,
+        "Schedule type": getattr(p, "scheduler", None),
+        "CFG scale": p.cfg_scale,
+        "Size": f"{p.width}x{p.height}",
+        **p.extra_generation_params,
+    }
+    line = ", ".join(k if k == v else f"{k}: {quote(v)}" for k, v in params.items() if v is not None)
+    negative = p.all_negative_prompts[index]
+    negative_text = f"\nNegative prompt: {negative}" if negative else ""
+    return f"{p.all_prompts[index]}{negative_text}\n{line}".strip()
+
+
+def process_images(p):
+    """Returns the infotext of the first image (the fake generates nothing)."""
+    if p.scripts is not None:
+        p.scripts.before_process(p)
+    p.setup_prompts()
+    if p.scripts is not None:
+        p.scripts.process(p)
+    return create_infotext(p)
+
+
+# --- decoding a batch after sampling (txt2img, img2img, the first pass of hires fix) -----------------------------
+
+
+class DecodedSamples(list):
+    already_decoded = True
+
+
+def decode_latent_batch(model, batch, target_device=None, check_for_nans=False):
+    """One `decode_first_stage` per image; the host's NaN check looks at each image's first element only and, when
+    it trips, converts the VAE (bfloat16 from v1.8 if chosen, else 32-bit float) and decodes that image again."""
+    import torch
+
+    from modules import devices, errors, shared
+    from modules.sd_samplers_common import decode_first_stage
+
+    samples = DecodedSamples()
+    if check_for_nans and fake_host.at_least("1.8.0"):
+        devices.test_for_nans(batch, "unet")
+    for i in range(batch.shape[0]):
+        sample = decode_first_stage(model, batch[i : i + 1])[0]
+        if check_for_nans:
+            try:
+                devices.test_for_nans(sample, "vae")
+            except devices.NansException as e:
+                if fake_host.at_least("1.8.0") and shared.opts.auto_vae_precision_bfloat16:
+                    autofix_dtype, text = torch.bfloat16, "bfloat16"
+                elif shared.opts.auto_vae_precision:
+                    autofix_dtype, text = torch.float32, "32-bit float"
+                else:
+                    raise e
+                if devices.dtype_vae == autofix_dtype:
+                    raise e
+                errors.print_error_explanation(
+                    f"A tensor with all NaNs was produced in VAE.\nWeb UI will now convert VAE into {text} and retry."
+                )
+                devices.dtype_vae = autofix_dtype
+                model.first_stage_model.to(devices.dtype_vae)
+                batch = batch.to(devices.dtype_vae)
+                sample = decode_first_stage(model, batch[i : i + 1])[0]
+        if target_device is not None:
+            sample = sample.to(target_device)
+        samples.append(sample)
+    return samples
