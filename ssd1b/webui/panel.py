@@ -23,10 +23,10 @@ in this order (the UI's values are the defaults for any left out):
 
     {"alwayson_scripts": {"SSD-1B presets": {"args": [true, "SSD-1B", true]}}}
 
-The host catches every exception a script raises during a generation and carries on (HTTP 200), so arguments that
-do not fit are reported, not raised: one console line, `SSD-1B preset error: <reason>` in the infotext (the API
-response's `info`), and the request runs as sent. `panel_logic.parse_script_args` raises `ScriptArgsError` (a
-ValueError) for callers that can refuse a request up front.
+Over HTTP, arguments that do not fit are refused before the host runs: `ssd1b.webui.api` answers 422
+{"detail": "SSD-1B presets: <reason>"}. Inside a generation (the UI, or a host without our API guard) the host
+catches every exception a script raises and carries on, so there they are reported, not raised: one console line,
+`SSD-1B preset error: <reason>` in the infotext, and the request runs as sent.
 """
 
 from __future__ import annotations
