@@ -1,0 +1,225 @@
+"""Start a real A1111 server with this extension linked in, talk JSON to it, read its log, stop it.
+
+Standard library only (the repo's test venv has no `requests`). conftest.py wraps this in a session fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXTENSION_LINK_NAME = "sd-webui-ssd1b"
+STARTUP_CHECKPOINT = "sdxl.safetensors"
+REQUIRED_CHECKPOINTS = ("sdxl.safetensors", "ssd1b.safetensors", "vega.safetensors")
+FIXED_ARGS = (
+    "--skip-prepare-environment",
+    "--skip-install",
+    "--skip-python-version-check",
+    "--api",
+    "--server-name",
+    "127.0.0.1",
+    "--no-download-sd-model",
+)
+DEFAULT_HOST_ARGS = "--skip-torch-cuda-test --use-cpu all --no-half --precision full"
+# "Approx NN" (the default live preview) downloads vaeapprox-sdxl.pt at the first generation.
+SETTINGS = {"show_progress_type": "Approx cheap", "sd_checkpoints_limit": 1, "sd_checkpoint_cache": 0}
+MODEL_LOADED = re.compile(r"Model loaded in [\d.]+s")
+MODEL_FAILED = re.compile(r"Stable diffusion model failed to load|Failed to load checkpoint")
+
+
+class ServerError(RuntimeError):
+    """The server could not be started or configured; the message carries the log's tail."""
+
+
+class ServerLog:
+    """The server's combined stdout/stderr in a file; `mark()` then `since(mark)` give one step's lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def text(self) -> str:
+        return self.path.read_text(encoding="utf-8", errors="replace") if self.path.exists() else ""
+
+    def mark(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def since(self, mark: int) -> str:
+        with self.path.open("rb") as handle:
+            handle.seek(mark)
+            return handle.read().decode("utf-8", errors="replace")
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.text().splitlines()[-lines:])
+
+
+@dataclass
+class WebUI:
+    base_url: str
+    log: ServerLog
+    process: subprocess.Popen[bytes]
+    created_link: Path | None = field(default=None)
+
+    def request(self, method: str, path: str, body: object | None = None, timeout: float = 900) -> object:
+        """JSON in, JSON out; an HTTP error becomes an AssertionError with the body and the log's tail."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode("utf-8", errors="replace")[:2000]
+            message = f"{method} {path} -> HTTP {error.code}: {detail}\n--- server log ---\n{self.log.tail()}"
+            raise AssertionError(message) from error
+
+    def get(self, path: str, timeout: float = 900) -> object:
+        return self.request("GET", path, timeout=timeout)
+
+    def post(self, path: str, body: object, timeout: float = 900) -> object:
+        return self.request("POST", path, body, timeout=timeout)
+
+    def answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.base_url + "/sdapi/v1/sd-models", timeout=10) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    webui_dir: Path
+    python: str
+    models: Path
+    host_args: tuple[str, ...]
+    port: int
+    timeout: float
+
+    @classmethod
+    def from_environment(cls) -> LaunchSettings:
+        webui_dir = Path(os.environ["SD_WEBUI_DIR"]).expanduser().resolve()
+        models = os.environ.get("SD_WEBUI_MODELS")
+        return cls(
+            webui_dir=webui_dir,
+            python=os.environ.get("SD_WEBUI_PYTHON", "python"),
+            models=Path(models).expanduser().resolve() if models else webui_dir / "models",
+            host_args=tuple(shlex.split(os.environ.get("SD_WEBUI_ARGS", DEFAULT_HOST_ARGS))),
+            port=int(os.environ.get("SD_WEBUI_PORT") or _free_port()),
+            timeout=float(os.environ.get("SD_WEBUI_TIMEOUT", "1200")),
+        )
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.models / "Stable-diffusion"
+
+    def problems(self) -> list[str]:
+        if not (self.webui_dir / "launch.py").is_file():
+            return [f"SD_WEBUI_DIR={self.webui_dir} is not an A1111 checkout (no launch.py)"]
+        missing = [name for name in REQUIRED_CHECKPOINTS if not (self.checkpoint_dir / name).is_file()]
+        return [f"missing in {self.checkpoint_dir}: {', '.join(missing)}"] if missing else []
+
+    def command(self, settings_file: Path) -> list[str]:
+        return [
+            self.python,
+            "launch.py",
+            *FIXED_ARGS,
+            "--port",
+            str(self.port),
+            "--ckpt-dir",
+            str(self.checkpoint_dir),
+            "--vae-dir",
+            str(self.models / "VAE"),
+            "--ui-settings-file",
+            str(settings_file),
+            "--ckpt",
+            str(self.checkpoint_dir / STARTUP_CHECKPOINT),
+            *self.host_args,
+        ]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def link_extension(webui_dir: Path) -> Path | None:
+    """Link the repo into extensions/; returns the link when this call created it (to be removed at the end)."""
+    link = webui_dir / "extensions" / EXTENSION_LINK_NAME
+    link.parent.mkdir(exist_ok=True)
+    if link.is_symlink():
+        if link.resolve() == REPO_ROOT:
+            return None
+        link.unlink()
+    elif link.exists():
+        raise ServerError(f"{link} exists and is not a link to {REPO_ROOT}: move it away first")
+    link.symlink_to(REPO_ROOT, target_is_directory=True)
+    return link
+
+
+def start(launch: LaunchSettings, work_dir: Path) -> WebUI:
+    """Start the server on STARTUP_CHECKPOINT and return once its API answers and that model has loaded."""
+    problems = launch.problems()
+    if problems:
+        raise ServerError("; ".join(problems))
+    (launch.models / "VAE").mkdir(exist_ok=True)
+    settings_file = work_dir / "config.json"
+    settings_file.write_text(json.dumps(SETTINGS))
+    log = ServerLog(work_dir / "server.log")
+    created_link = link_extension(launch.webui_dir)
+    with log.path.open("wb") as log_file:
+        process = subprocess.Popen(
+            launch.command(settings_file),
+            cwd=launch.webui_dir,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = WebUI(f"http://127.0.0.1:{launch.port}", log, process, created_link)
+    try:
+        _wait_until_ready(server, time.monotonic() + launch.timeout)
+    except BaseException:
+        stop(server)
+        raise
+    return server
+
+
+def _wait_until_ready(server: WebUI, deadline: float) -> None:
+    """The startup load runs in a thread: wait for the API and for that load to end."""
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise ServerError(f"A1111 exited with {server.process.returncode} while starting:\n{server.log.tail()}")
+        log = server.log.text()
+        if MODEL_FAILED.search(log):
+            raise ServerError(f"A1111 could not load {STARTUP_CHECKPOINT} at startup:\n{server.log.tail()}")
+        if MODEL_LOADED.search(log) and server.answers():
+            return
+        time.sleep(2)
+    raise ServerError(f"A1111 was not ready within SD_WEBUI_TIMEOUT:\n{server.log.tail()}")
+
+
+def stop(server: WebUI) -> None:
+    """Stop the server's whole process group (it was started in a session of its own); remove our link."""
+    process = server.process
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+    if server.created_link is not None:
+        server.created_link.unlink(missing_ok=True)
