@@ -622,6 +622,13 @@ class Ssd1bScript(scripts.Script):
         if missing:
             print(f"{LOG_PREFIX} {self.tab}: host fields not found, the presets panel leaves them alone: {missing}")
 
+    def process(self, p: Any, *args: Any) -> None:
+        """The VAE hooks' per-generation work (infotext, early warning): every generation, panel open or not."""
+        from ssd1b.webui import vae
+
+        if vae.is_installed():
+            vae.process(p)
+
     def before_process(self, p: Any, *args: Any) -> None:
         offered = catalog()
         try:

@@ -463,3 +463,13 @@ def test_the_entry_script_exposes_a_script_class_the_host_collects(webui):
     found = [value for value in vars(entry).values() if isinstance(value, type) and issubclass(value, scripts.Script)]
     assert [cls.__name__ for cls in found] == ["Ssd1bScript"]
     assert found[0]().show(False) is scripts.AlwaysVisible
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_every_generation_reaches_the_vae_hooks_whatever_the_panel_state(webui, page, monkeypatch, installed):
+    vae = webui.module("ssd1b.webui.vae")
+    seen = []
+    monkeypatch.setattr(vae, "process", seen.append)
+    monkeypatch.setattr(vae, "is_installed", lambda: installed)
+    p, _ = generate(webui, page, [False, "", False])
+    assert seen == ([p] if installed else [])
