@@ -1,0 +1,1 @@
+"""Test-only stand-ins for host networks (our own implementations with the host's module names)."""
