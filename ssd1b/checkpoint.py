@@ -209,29 +209,30 @@ def _parse_tensors(document: dict) -> Columns:
         dtypes = list(map(itemgetter("dtype"), entries))
         shapes = list(map(itemgetter("shape"), entries))
         offsets = list(map(itemgetter("data_offsets"), entries))
-        valid = _columns_valid(dtypes, shapes, offsets)
+        spans = _valid_spans(dtypes, shapes, offsets)
     except (TypeError, KeyError, IndexError):
-        valid = False
-    if not valid:
+        spans = None
+    if spans is None:
         for name, entry in document.items():
             _parse_tensor(name, entry)
         raise AssertionError("unreachable: the per-entry check accepts what the column check refused")
-    return dtypes, shapes, list(map(itemgetter(0), offsets)), list(map(itemgetter(1), offsets))
+    return dtypes, shapes, *spans
 
 
-def _columns_valid(dtypes: list, shapes: list, offsets: list) -> bool:
+def _valid_spans(dtypes: list, shapes: list, offsets: list) -> tuple[list[int], list[int]] | None:
+    """(begins, ends) when every entry is well-formed, else None."""
     if not (set(map(type, dtypes)) <= {str} and set(dtypes) <= DTYPE_BYTES.keys()):
-        return False
+        return None
     if not (set(map(type, shapes)) <= {list} and set(map(type, offsets)) <= {list} and set(map(len, offsets)) <= {2}):
-        return False
+        return None
     dims = list(chain.from_iterable(shapes))
     begins, ends = list(map(itemgetter(0), offsets)), list(map(itemgetter(1), offsets))
     if not set(map(type, dims)) | set(map(type, begins)) | set(map(type, ends)) <= {int}:
-        return False
+        return None
     if min(dims, default=0) < 0 or min(begins, default=0) < 0 or not all(map(le, begins, ends)):
-        return False
+        return None
     needed = map(mul, map(prod, shapes), map(DTYPE_BYTES.__getitem__, dtypes))
-    return list(map(sub, ends, begins)) == list(needed)
+    return (begins, ends) if list(map(sub, ends, begins)) == list(needed) else None
 
 
 def _parse_tensor(name: str, entry: object) -> TensorInfo:
