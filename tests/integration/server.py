@@ -34,8 +34,25 @@ FIXED_ARGS = (
 DEFAULT_HOST_ARGS = "--skip-torch-cuda-test --use-cpu all --no-half --precision full"
 # "Approx NN" (the default live preview) downloads vaeapprox-sdxl.pt at the first generation.
 SETTINGS = {"show_progress_type": "Approx cheap", "sd_checkpoints_limit": 1, "sd_checkpoint_cache": 0}
+# A1111 reads the extension's git remote for the Extensions tab; a checkout without an `origin` remote (a CI clone of
+# a local path, a working copy) makes it print this block, traceback included, at every start. Not ours to fix.
+HOST_NOISE = (
+    re.compile(
+        r"^\*\*\* Failed reading extension data from Git repository \(" + re.escape(EXTENSION_LINK_NAME) + r"\)\n"
+        r"(?:.*\n)*?---$",
+        re.MULTILINE,
+    ),
+)
 MODEL_LOADED = re.compile(r"Model loaded in [\d.]+s")
 MODEL_FAILED = re.compile(r"Stable diffusion model failed to load|Failed to load checkpoint")
+
+
+def tracebacks(log: str) -> str:
+    """The part of `log` from its first traceback on, ignoring HOST_NOISE; "" when there is none."""
+    for noise in HOST_NOISE:
+        log = noise.sub("", log)
+    found = log.find("Traceback")
+    return "" if found < 0 else log[max(0, found - 200) :]
 
 
 class ServerError(RuntimeError):

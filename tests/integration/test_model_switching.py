@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.server import STARTUP_CHECKPOINT, WebUI
+from tests.integration.server import STARTUP_CHECKPOINT, WebUI, tracebacks
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +92,8 @@ def _assert_loaded(webui: WebUI, model: Model, step_log: str, previous: str | No
     context = f"after switching {previous} → {model.file}" if previous else f"after starting on {model.file}"
     title = _loaded_title(webui)
     assert _title_matches(title, model.file), f"host reports {title!r} {context}"
-    assert "Traceback" not in step_log, f"host raised {context}:\n{step_log[-4000:]}"
+    raised = tracebacks(step_log)
+    assert not raised, f"host raised {context}:\n{raised[:4000]}"
 
     report = webui.get("/ssd1b/v1/model")
     assert isinstance(report, dict), report
