@@ -14,21 +14,24 @@ Public API (stable; the adapter in ssd1b/webui/vae.py uses only these names):
       what sgm's ``AutoencoderKLInferenceWrapper.encode(x)`` (A1111's SDXL first stage) returns: a sample of
       the posterior drawn exactly as the host draws it (``torch.randn(mean.shape)`` then moved to the device);
       ``sample=False`` gives the mean.
-- ``predict_peak_bytes(op, height_px, width_px, dtype_bytes, *, base_channels=128) -> int``
-      peak extra memory of the UNTILED op ("decode" | "encode"), from a measured constant.
-- ``predict_tiled_peak_bytes(op, height_px, width_px, dtype_bytes, tile_px, mode, *, parked_counts=True, ...)``
-- ``choose_tile(op, height_px, width_px, dtype_bytes, budget_bytes, mode, *, parked_counts=True) -> int | None``
-      ``None`` when the untiled op fits the budget; otherwise the largest tile edge (image px) that fits, or the
-      smallest one offered when none fits.
+- ``TILE_CHOICES_PX``: the tile edges (image px) ``choose_tile`` offers, largest first.
+- ``predict_peak_bytes(operation, height, width, dtype_bytes) -> int``
+      peak extra memory of the UNTILED operation ("decode" | "encode", image size in pixels), from measured figures.
+- ``predict_tiled_peak_bytes(operation, height, width, dtype_bytes, tile_px, mode, *, parked_counts=True) -> int``
+      the same for a tiled run; ``parked_counts=False``: exact mode's parked activations live on the CPU.
+- ``choose_tile(operation, height, width, dtype_bytes, budget_bytes, mode, *, parked_counts=True) -> int | None``
+      ``None`` when the untiled run fits the budget; otherwise the largest tile of ``TILE_CHOICES_PX`` that fits,
+      or the smallest one when none fits.
 - ``decode_taesd(decoder, z, tile_latent, pad_latent=TAESD_DECODE_PAD) -> Tensor`` (re-exported from
       ssd1b.taesd): crop-with-padding tiling of a TAESD decoder, exact.
 
-Exact mode: the latent-resolution part (post_quant_conv, conv_in, the mid block with its attention) runs
-untiled through the modules' own forward; everything after it is tiled. Every GroupNorm uses statistics of the
-WHOLE image: each tile adds the moments of its core (never its halo) to a float64 accumulator, and the next
-pass normalises with the merged statistics. Between these sync points the activations wait, as whole-image
-tensors, on ``park_device``; each pass reads a tile's core plus the halo its convolutions need (clamped at the
-image border, where the convolution's own zero padding is the untiled run's) and writes back the core.
+Exact mode: the latent-resolution part (post_quant_conv, conv_in, the mid block with its attention) runs untiled
+(the blocks through their own forward, the attention in query chunks of its own weights: ``attend``); the rest is tiled.
+Every GroupNorm uses statistics of the WHOLE image: each tile adds the moments of its core (never its halo) to a
+float64 accumulator, and the next pass normalises with the merged statistics. Between these sync points the
+activations wait, as whole-image tensors, on ``park_device``; each pass reads a tile's core plus the halo its
+convolutions need (clamped at the image border, where the convolution's own zero padding is the untiled run's) and
+writes back the core.
 Fast mode: GroupNorm statistics are estimated once from a subsampled decode, each tile is run end to end
 with ``overlap_px`` of context on every inner side, and tiles are blended with a linear feather.
 """
@@ -497,12 +500,44 @@ def _conv_or_identity(model: nn.Module, name: str) -> Callable[[Tensor], Tensor]
     return module if module is not None else (lambda x: x)
 
 
+ATTENTION_PARTS = ("norm", "q", "k", "v", "proj_out")
+
+
+def attend(attn: nn.Module, h: Tensor) -> Tensor:
+    """The mid block's single-head self-attention, ``h + proj_out(softmax(q kᵀ / √C) v)``, over query chunks.
+
+    Same arithmetic as the ldm ``AttnBlock`` whatever forward the host swapped in (vanilla, xformers, SDPA, split),
+    but the score matrix never exceeds one chunk of ``C`` queries × all keys: an untiled attention over the
+    16,384 latent pixels of a 1024² image can hold two 16,384² score matrices (2 GiB in float32 on the CPU, where
+    PyTorch's attention materialises them), more than the rest of a tiled decode. A block without the ldm parts
+    runs through its own forward.
+    """
+    if not all(isinstance(getattr(attn, name, None), nn.Module) for name in ATTENTION_PARTS):
+        return attn(h)
+    batch, channels, height, width = h.shape
+    tokens = height * width
+    normed = attn.norm(h)
+    # (batch, 1 head, tokens, channels)
+    query, key, value = (
+        conv(normed).reshape(batch, 1, channels, tokens).transpose(2, 3) for conv in (attn.q, attn.k, attn.v)
+    )
+    del normed
+    out = torch.empty_like(query)
+    chunk = max(channels, 1)
+    for start in range(0, tokens, chunk):
+        stop = min(start + chunk, tokens)
+        out[:, :, start:stop] = functional.scaled_dot_product_attention(query[:, :, start:stop], key, value)
+    del query, key, value
+    out = out.transpose(2, 3).reshape(batch, channels, height, width)
+    return h + attn.proj_out(out)
+
+
 def _decoder_mid(first_stage_model: nn.Module, z: Tensor) -> Tensor:
     """post_quant_conv, conv_in and the mid block (attention included), untiled, through their own forward."""
     decoder = first_stage_model.decoder
     h = decoder.conv_in(_conv_or_identity(first_stage_model, "post_quant_conv")(z))
     mid = decoder.mid
-    return mid.block_2(mid.attn_1(mid.block_1(h, None)), None)
+    return mid.block_2(attend(mid.attn_1, mid.block_1(h, None)), None)
 
 
 def _finish_image(decoder: nn.Module, image: Tensor) -> Tensor:
@@ -648,7 +683,7 @@ def _encoder_tail(first_stage_model: nn.Module, h: Tensor) -> Tensor:
     """The mid block (attention included), norm_out, swish, conv_out and quant_conv, untiled."""
     encoder = first_stage_model.encoder
     mid = encoder.mid
-    h = mid.block_2(mid.attn_1(mid.block_1(h, None)), None)
+    h = mid.block_2(attend(mid.attn_1, mid.block_1(h, None)), None)
     h = encoder.conv_out(functional.silu(encoder.norm_out(h)))
     return _conv_or_identity(first_stage_model, "quant_conv")(h)
 
@@ -744,46 +779,51 @@ def _encode_fast(
 
 # ---------------------------------------------------------------------------------------------------------------
 # Memory model: predicted peak extra memory of an untiled or tiled run, for choosing a tile from a budget
-
+#
+# Every figure below is a measured peak of live tensor bytes, in "elements per pixel" (multiply by the dtype size),
+# of the SDXL-layout VAE at the real channel widths (tests/helpers/sdxl_vae.py, PyTorch eager, SDPA attention):
+# `python benchmarks/vae_tiling.py --calibrate --sizes 256,384 --tiles 64,128 --dtypes fp32` on the CPU (torch
+# 2.13, float32; the profiler's allocation events summed in time order, which counts what
+# torch.cuda.max_memory_allocated counts on a GPU), plus the latent-resolution parts measured alone the same way.
+# No GPU was lent to this work, and float16 convolutions on the CPU are ~500x slower than float32, so float16 was
+# not measured: activations are held in the model's dtype (bytes scale with it), while the per-tile working set,
+# whose GroupNorm and statistics run in float32, is counted at max(dtype size, 4) bytes: an upper bound.
 
 LATENT_FACTOR = 8  # image pixels per latent pixel (SD 1.x, SDXL, SSD-1B, Vega)
 DEFAULT_OVERLAP_PX = TileConfig.overlap_px
-EXACT_HALO_PX = 8  # image pixels of context an exact-mode tile reads beyond its core on each side (rounded up)
+EXACT_HALO_PX = 8  # image pixels an exact-mode tile's working set extends beyond its core on each side (fitted)
+TILE_WORK_MIN_BYTES = 4  # the per-tile working set computes in float32 whatever the model's dtype
 
 
 @dataclass(frozen=True)
-class PeakModel:
-    """Peak bytes = image pixels · (per_px · b + per_px_fixed) + tile pixels · (per_tile_px · b + per_tile_px_fixed)
-    + fixed, where b is the VAE's dtype size and "tile pixels" the area of the largest tile with its context.
+class PeakFigures:
+    """Measured peaks of one operation, in elements per pixel."""
 
-    The ``_fixed`` terms are bytes that do not scale with the dtype (float32 statistics and blend buffers).
-    """
-
-    per_px: float
-    per_px_fixed: float = 0.0
-    per_tile_px: float = 0.0
-    per_tile_px_fixed: float = 0.0
-    fixed: float = 0.0
-
-    def bytes(self, pixels: int, tile_pixels: int, dtype_bytes: int) -> int:
-        per_image = pixels * (self.per_px * dtype_bytes + self.per_px_fixed)
-        per_tile = tile_pixels * (self.per_tile_px * dtype_bytes + self.per_tile_px_fixed)
-        return int(per_image + per_tile + self.fixed)
+    untiled: float  # per image pixel: the untiled decode/encode through the modules' own forward
+    parked: float  # per image pixel: exact mode's whole-image activations between GroupNorm sync points
+    latent_part: float  # per image pixel: the untiled latent-resolution part (mid block, chunked attention)
+    exact_tile: float  # per pixel of (tile + 2 · EXACT_HALO_PX)²: one exact-mode tile's working set
+    fast_tile: float  # per pixel of (tile + 2 · overlap)²: one fast-mode tile run end to end
+    stats_run: float  # per pixel of the subsampled image fast mode estimates GroupNorm statistics on
+    resident: float  # per image pixel: what stays on the device during the tiles (image, latent-resolution)
 
 
-# PROVISIONAL: replaced by measured figures below.
-PEAK_MODELS: dict[tuple[str, str], PeakModel] = {
-    ("decode", "untiled"): PeakModel(2200),
-    ("encode", "untiled"): PeakModel(1300),
-    ("decode", "exact-parked"): PeakModel(330),
-    ("encode", "exact-parked"): PeakModel(400),
-    ("decode", "exact-resident"): PeakModel(12, 16),
-    ("encode", "exact-resident"): PeakModel(12, 16),
-    ("decode", "exact-tile"): PeakModel(0, 0, 2200),
-    ("encode", "exact-tile"): PeakModel(0, 0, 1300),
-    ("decode", "fast"): PeakModel(12, 16, 2200),
-    ("encode", "fast"): PeakModel(12, 16, 1300),
+PEAKS = {
+    # untiled 1024.1 at 256² and 384²; parked 320-338 (fit over 256²/384² × 64/128 px tiles); latent part 67-68
+    # at 384²/512²; exact tile 1119-1184; fast tile 1221 at 384² with 128 px tiles; statistics run 1362-1369.
+    "decode": PeakFigures(
+        untiled=1025, parked=340, latent_part=70, exact_tile=1200, fast_tile=1230, stats_run=1370, resident=11
+    ),
+    # untiled 641-642; parked 256; latent part (mid, norm_out, conv_out, quant_conv) 59-60; exact tile 557-627;
+    # statistics run 770-805; fast tile 770 (at 256² a 128 px tile with its overlap is the whole image).
+    "encode": PeakFigures(
+        untiled=645, parked=260, latent_part=62, exact_tile=640, fast_tile=810, stats_run=810, resident=8
+    ),
 }
+# The SDXL VAE decode is often quoted at about 2,200 · H · W · bytes (about 4.3 GiB at 1024² in float16) in A1111:
+# that includes the host's attention; measured here with a memory-efficient attention it is 1,024 (2 GiB at 1024²
+# in float16). PyTorch's CPU attention materialises two (H·W/64)² score matrices, which an untiled decode on the
+# CPU adds above about 1536² (the tiler's own attention is chunked and stays linear).
 
 
 def _check_op(operation: str) -> None:
@@ -794,7 +834,7 @@ def _check_op(operation: str) -> None:
 def predict_peak_bytes(operation: str, height: int, width: int, dtype_bytes: int) -> int:
     """Predicted peak extra memory of an UNTILED decode or encode of a `height` × `width` image (pixels)."""
     _check_op(operation)
-    return PEAK_MODELS[operation, "untiled"].bytes(height * width, 0, dtype_bytes)
+    return int(PEAKS[operation].untiled * height * width * dtype_bytes)
 
 
 def tile_extent_px(length_px: int, tile_px: int) -> int:
@@ -802,6 +842,13 @@ def tile_extent_px(length_px: int, tile_px: int) -> int:
     latent = ceil(length_px / LATENT_FACTOR)
     pieces = ceil(latent / max(tile_px // LATENT_FACTOR, 1))
     return ceil(latent / pieces) * LATENT_FACTOR
+
+
+def stats_image_px(height: int, width: int, tile_px: int) -> int:
+    """Pixels of the subsampled image whose decode gives fast mode its GroupNorm statistics."""
+    latent_h, latent_w = ceil(height / LATENT_FACTOR), ceil(width / LATENT_FACTOR)
+    factor = _stats_factor(latent_h, latent_w, max(tile_px // LATENT_FACTOR, 1))
+    return ceil(latent_h / factor) * ceil(latent_w / factor) * LATENT_FACTOR**2
 
 
 def predict_tiled_peak_bytes(  # noqa: PLR0917 (the adapter passes the six positionally)
@@ -817,26 +864,30 @@ def predict_tiled_peak_bytes(  # noqa: PLR0917 (the adapter passes the six posit
 ) -> int:
     """Predicted peak extra memory of a tiled decode or encode (image size in pixels).
 
-    Exact mode: the whole-image activations parked between GroupNorm sync points (counted only when
-    `parked_counts`; ``False`` means they live on the CPU and do not weigh on the device), what stays on the
-    device whatever the tiles (the image, the latent-resolution part), and one tile's working set.
-    Fast mode: nothing is parked; the blend buffers and one overlapping tile's untiled-like working set.
+    Exact mode: the larger of the untiled latent-resolution part and the tile phase: the whole-image activations
+    parked between GroupNorm sync points (counted only when `parked_counts`; ``False`` means they are parked on
+    the CPU and do not weigh on the device), what stays on the device, and one tile's working set.
+    Fast mode: the larger of the statistics run on a subsampled image and the tile phase (nothing parked: the
+    blend buffers and one overlapping tile run end to end).
     """
     _check_op(operation)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    figures = PEAKS[operation]
     pixels = height * width
+    work_bytes = max(dtype_bytes, TILE_WORK_MIN_BYTES)
     if mode == "fast":
         side_h = min(tile_extent_px(height, tile_px) + 2 * overlap_px, height)
         side_w = min(tile_extent_px(width, tile_px) + 2 * overlap_px, width)
-        return PEAK_MODELS[operation, "fast"].bytes(pixels, side_h * side_w, dtype_bytes)
+        stats = figures.stats_run * stats_image_px(height, width, tile_px) * work_bytes
+        blend = pixels * (4 * 4 + figures.resident * dtype_bytes)  # float32 weighted sum and weights
+        return int(max(stats, blend + figures.fast_tile * side_h * side_w * work_bytes))
     side_h = min(tile_extent_px(height, tile_px), height) + 2 * EXACT_HALO_PX
     side_w = min(tile_extent_px(width, tile_px), width) + 2 * EXACT_HALO_PX
-    total = PEAK_MODELS[operation, "exact-resident"].bytes(pixels, 0, dtype_bytes)
-    total += PEAK_MODELS[operation, "exact-tile"].bytes(0, side_h * side_w, dtype_bytes)
+    tiles = figures.resident * pixels * dtype_bytes + figures.exact_tile * side_h * side_w * work_bytes
     if parked_counts:
-        total += PEAK_MODELS[operation, "exact-parked"].bytes(pixels, 0, dtype_bytes)
-    return total
+        tiles += figures.parked * pixels * dtype_bytes
+    return int(max(figures.latent_part * pixels * dtype_bytes, tiles))
 
 
 def choose_tile(  # noqa: PLR0917 (the adapter passes the six positionally)
@@ -868,7 +919,7 @@ __all__ = [
     "TAESD_DECODE_PAD",
     "TILE_CHOICES_PX",
     "ChannelMoments",
-    "PeakModel",
+    "PeakFigures",
     "TileConfig",
     "TilingUnsupportedError",
     "choose_tile",
