@@ -220,10 +220,13 @@ def _parse_tensors(document: dict) -> Columns:
 
 
 def _valid_spans(dtypes: list, shapes: list, offsets: list) -> tuple[list[int], list[int]] | None:
-    """(begins, ends) when every entry is well-formed, else None."""
-    if not (set(map(type, dtypes)) <= {str} and set(dtypes) <= DTYPE_BYTES.keys()):
-        return None
-    if not (set(map(type, shapes)) <= {list} and set(map(type, offsets)) <= {list} and set(map(len, offsets)) <= {2}):
+    """(begins, ends) when every entry is well-formed, else None.
+
+    Only JSON values reach here: a dtype that is not one of DTYPE_BYTES' strings fails the subset test (a list
+    raises TypeError), an offsets pair that is not a list of two fails `len` or `itemgetter` or the int test.
+    """
+    kinds = set(dtypes)
+    if not (kinds <= DTYPE_BYTES.keys() and set(map(type, shapes)) <= {list} and set(map(len, offsets)) <= {2}):
         return None
     dims = list(chain.from_iterable(shapes))
     begins, ends = list(map(itemgetter(0), offsets)), list(map(itemgetter(1), offsets))
@@ -231,7 +234,10 @@ def _valid_spans(dtypes: list, shapes: list, offsets: list) -> tuple[list[int], 
         return None
     if min(dims, default=0) < 0 or min(begins, default=0) < 0 or not all(map(le, begins, ends)):
         return None
-    needed = map(mul, map(prod, shapes), map(DTYPE_BYTES.__getitem__, dtypes))
+    if len(kinds) == 1:
+        needed = map(DTYPE_BYTES[next(iter(kinds))].__mul__, map(prod, shapes))
+    else:
+        needed = map(mul, map(prod, shapes), map(DTYPE_BYTES.__getitem__, dtypes))
     return (begins, ends) if list(map(sub, ends, begins)) == list(needed) else None
 
 
