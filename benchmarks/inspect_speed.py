@@ -121,7 +121,10 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=100)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as single_dir, tempfile.TemporaryDirectory() as many_dir:
-        result = {"single": single_file(Path(single_dir)), "folder": many_files(Path(many_dir), args.files)}
+        # The folder first: after load_file has churned 4.5 GB through this process's heap, the same inspection
+        # loop measured twice as slow (10.3 vs 5.4 ms a file), which says nothing about the inspector.
+        folder = many_files(Path(many_dir), args.files)
+        result = {"single": single_file(Path(single_dir)), "folder": folder}
     result["targets_met"] = result["single"]["ratio"] >= 1000 and result["folder"]["ms_per_file"] < 5
     if args.json:
         print(json.dumps(result, indent=2))

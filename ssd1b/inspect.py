@@ -70,7 +70,7 @@ def inspect_file(path: str | os.PathLike[str]) -> Report:
 
 
 def report_from_header(path: str, header: Header) -> Report:
-    found = classify(header.shapes())
+    found = classify(dict(zip(header.names, header.shape_lists, strict=True)))  # lists: no per-tensor tuple
     error = None
     if header.truncated:
         error = (
