@@ -473,3 +473,43 @@ def test_every_generation_reaches_the_vae_hooks_whatever_the_panel_state(webui, 
     monkeypatch.setattr(vae, "is_installed", lambda: installed)
     p, _ = generate(webui, page, [False, "", False])
     assert seen == ([p] if installed else [])
+
+
+# --- LCM presets and their LoRA -------------------------------------------------------------------------------------
+
+LCM_PRESET = "SSD-1B + LCM-LoRA"
+
+
+def lora_folder(webui):
+    folder = webui.module("ssd1b.webui.host").lora_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.mark.parametrize("host_version", ["1.8.0", "1.10.1"])
+def test_an_lcm_preset_adds_the_lcm_lora_for_ssd_1b_found_by_its_header(webui, page, host_version):
+    from tests.unit.test_lora import lcm_lora_file
+
+    folder = lora_folder(webui)
+    lcm_lora_file(folder / "lcm-lora-ssd-1b.safetensors", synthetic.sdxl_unet())  # the SDXL one, misleadingly named
+    lcm_lora_file(folder / "pytorch_lora_weights.safetensors", synthetic.ssd_1b_unet())
+    page.set(page.block("txt2img_prompt"), "a cat")
+    choose(page, "txt2img", LCM_PRESET)
+    page.click(page.block("ssd1b-txt2img-apply"))
+    assert field(page, "txt2img_prompt") == "a cat <lora:pytorch_lora_weights:1>"
+    assert (field(page, "txt2img_steps"), field(page, "txt2img_cfg_scale")) == (4, 1.5)
+    assert field(page, "txt2img_sampling") == "LCM"
+    page.click(page.block("ssd1b-txt2img-apply"))
+    assert field(page, "txt2img_prompt") == "a cat <lora:pytorch_lora_weights:1>", "the tag is added once"
+
+
+def test_with_only_the_sdxl_lcm_lora_the_preset_warns_and_adds_no_tag(webui, page):
+    from tests.unit.test_lora import lcm_lora_file
+
+    lcm_lora_file(lora_folder(webui) / "lcm-lora-ssd-1b.safetensors", synthetic.sdxl_unet())
+    page.set(page.block("txt2img_prompt"), "a cat")
+    choose(page, "txt2img", LCM_PRESET)
+    page.click(page.block("ssd1b-txt2img-apply"))
+    assert field(page, "txt2img_prompt") == "a cat"
+    assert "only the SDXL LCM-LoRA (lcm-lora-ssd-1b) is in models/Lora: it is the wrong one for SSD-1B" in status(page)
+    assert field(page, "txt2img_steps") == 4, "the rest of the preset still applies"
