@@ -15,6 +15,7 @@ from tests.webui.vae_doubles import (
     light_model,
     opts_set,
     vae_only_shapes,
+    with_vae_modules,
     write_diffusers_vae_file,
     write_taesd_files,
     write_vae_file,
@@ -27,12 +28,7 @@ LATENT = (1, 4, 16, 16)
 @pytest.fixture
 def host(webui):
     """The fake host with the VAE adapter installed, a tiny float32 VAE in every SDXL model it builds."""
-    webui.vae = webui.module("ssd1b.webui.vae")
-    webui.sd_models = webui.module("sd_models")
-    webui.sd_vae = webui.module("sd_vae")
-    webui.shared = webui.module("shared")
-    webui.taesd = webui.module("sd_vae_taesd")
-    webui.devices = webui.module("devices")
+    with_vae_modules(webui)
     webui.devices.dtype = webui.devices.dtype_vae = torch.float32  # as with --no-half: half convolutions crawl here
     webui.sd_models.build_first_stage_model = build_host_vae
     webui.vae_dir = webui.data_dir / "models" / "VAE"

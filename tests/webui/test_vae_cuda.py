@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.webui.vae_doubles import HostVae, light_model, opts_set
+from tests.webui.vae_doubles import HostVae, light_model, opts_set, with_vae_modules
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -19,11 +19,7 @@ SDXL_WIDTH = 128
 
 @pytest.fixture
 def gpu_host(webui):
-    webui.vae = webui.module("ssd1b.webui.vae")
-    webui.sd_models = webui.module("sd_models")
-    webui.sd_vae = webui.module("sd_vae")
-    webui.shared = webui.module("shared")
-    webui.devices = webui.module("devices")
+    with_vae_modules(webui)
     webui.devices.device = webui.shared.device = CUDA
     webui.devices.dtype = webui.devices.dtype_vae = torch.float16
     webui.vae.install()

@@ -127,6 +127,17 @@ def write_taesd_files(models_dir: Path, taesd_module, kinds: Iterable[str] = ("d
 # --- models as the host hands them to the adapter -------------------------------------------------------------
 
 
+def with_vae_modules(webui):
+    """The fake host with the modules the VAE tests drive as attributes (installing the adapter is the caller's)."""
+    webui.vae = webui.module("ssd1b.webui.vae")
+    webui.sd_models = webui.module("sd_models")
+    webui.sd_vae = webui.module("sd_vae")
+    webui.shared = webui.module("shared")
+    webui.taesd = webui.module("sd_vae_taesd")
+    webui.devices = webui.module("devices")
+    return webui
+
+
 def opts_set(host, **values) -> None:
     for key, value in values.items():
         host.shared.opts.data[key] = value
