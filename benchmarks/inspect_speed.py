@@ -29,11 +29,16 @@ sys.path.insert(0, str(ROOT))
 from ssd1b.inspect import expand_paths, inspect_file  # noqa: E402
 from tests import synthetic  # noqa: E402
 
+# Single files as safetensors writes them: the extras real SDXL files carry (an int64 `position_ids`, so two
+# dtype runs in the header), names sorted within each dtype, compact JSON.
 VARIANTS = (
-    ("sdxl", lambda: synthetic.full_checkpoint(synthetic.sdxl_unet())),
-    ("ssd-1b", lambda: synthetic.full_checkpoint(synthetic.ssd_1b_unet())),
-    ("vega", lambda: synthetic.full_checkpoint(synthetic.vega_unet())),
-    ("ssd-1b-novae", lambda: synthetic.full_checkpoint(synthetic.ssd_1b_unet(), vae=False)),
+    ("sdxl", lambda: synthetic.with_single_file_extras(synthetic.full_checkpoint(synthetic.sdxl_unet()))),
+    ("ssd-1b", lambda: synthetic.with_single_file_extras(synthetic.full_checkpoint(synthetic.ssd_1b_unet()))),
+    ("vega", lambda: synthetic.with_single_file_extras(synthetic.full_checkpoint(synthetic.vega_unet()))),
+    (
+        "ssd-1b-novae",
+        lambda: synthetic.with_single_file_extras(synthetic.full_checkpoint(synthetic.ssd_1b_unet(), vae=False)),
+    ),
 )
 
 
@@ -70,9 +75,9 @@ def full_load_seconds(path: Path, cold: bool) -> float:
     return min(times)
 
 
-def write_real_bytes(path: Path, shapes) -> Path:
+def write_real_bytes(path: Path, shapes, dtypes) -> Path:
     """The header, then real (non-zero, incompressible) bytes for every tensor, flushed to disk."""
-    head, declared = synthetic.header_bytes(shapes)
+    head, declared = synthetic.header_bytes(shapes, dtypes=dtypes)
     chunk = os.urandom(1 << 24)
     with path.open("wb") as handle:
         handle.write(head)
@@ -85,7 +90,7 @@ def write_real_bytes(path: Path, shapes) -> Path:
 
 
 def single_file(folder: Path) -> dict[str, float]:
-    path = write_real_bytes(folder / "ssd-1b.safetensors", VARIANTS[1][1]())
+    path = write_real_bytes(folder / "ssd-1b.safetensors", *VARIANTS[1][1]())
     inspect_s = best_of(20, lambda: inspect_file(path))
     cold_s = full_load_seconds(path, cold=True)
     warm_s = full_load_seconds(path, cold=False)
@@ -100,11 +105,11 @@ def single_file(folder: Path) -> dict[str, float]:
 
 
 def many_files(folder: Path, count: int) -> dict[str, float]:
-    shapes = [make() for _, make in VARIANTS]
+    variants = [make() for _, make in VARIANTS]
     for index in range(count):
-        variant = shapes[index % len(shapes)]
+        shapes, dtypes = variants[index % len(variants)]
         cut = {"data_bytes": 1_000_000} if index % 10 == 9 else {}
-        synthetic.write_sparse(folder / f"model-{index:03d}.safetensors", variant, **cut)
+        synthetic.write_sparse(folder / f"model-{index:03d}.safetensors", shapes, dtypes=dtypes, **cut)
     paths = list(expand_paths([folder]))
     seconds = best_of(3, lambda: [inspect_file(path) for path in paths])
     return {

@@ -10,11 +10,13 @@ Two steps, both data-driven:
 
 from __future__ import annotations
 
-import re
+import copy
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import compress, count, islice, pairwise
 from math import prod
-from operator import methodcaller
+from operator import ge
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -167,16 +169,85 @@ class Classification:
 
 def classify(shapes: Mapping[str, Sequence[int]]) -> Classification:
     """Classify a checkpoint from its tensor names and shapes (as read from the header or a state dict)."""
-    unet_keys = list(filter(methodcaller("startswith", UNET_PREFIX), shapes))
-    names = "\n" + "\n".join(shapes)  # "is any key under this prefix" becomes one C-level substring search
-    facts = unet_facts({key: shapes[key] for key in unet_keys}) if unet_keys else None
+    return classify_index(KeyIndex(list(shapes), list(shapes.values())))
+
+
+def classify_index(index: KeyIndex) -> Classification:
+    unet_spans = index.spans(UNET_PREFIX)
+    facts = unet_facts(index, UNET_PREFIX) if unet_spans else None
     return Classification(
         family=family_of(facts),
         depths=facts.depths if facts else None,
-        unet_params=sum(map(prod, map(shapes.__getitem__, unet_keys))),
-        has_vae="\n" + VAE_PREFIX in names,
-        has_text_encoders=any("\n" + prefix in names for prefix in TEXT_ENCODER_PREFIXES),
+        unet_params=sum(sum(islice(index.numels, start, stop)) for start, stop in unet_spans),
+        has_vae=index.has_prefix(VAE_PREFIX),
+        has_text_encoders=any(map(index.has_prefix, TEXT_ENCODER_PREFIXES)),
     )
+
+
+class KeyIndex:
+    """Tensor names with their shapes and element counts, searchable by prefix.
+
+    The names are kept as a few sorted runs (safetensors writes one sorted run per dtype: one, or two when an
+    int64 `position_ids` rides along), so each question classification asks ("is there a key under this
+    prefix", "which keys lie under it") is one binary search per run, and a 2,500-key header is never walked key
+    by key in Python. Names in no useful order (a state dict in module order) are sorted once.
+    """
+
+    MAX_RUNS = 8
+
+    def __init__(
+        self, names: list[str], shapes: list[Sequence[int]] | None = None, numels: list[int] | None = None
+    ) -> None:
+        breaks = list(compress(count(1), map(ge, names, islice(names, 1, None))))
+        if len(breaks) >= self.MAX_RUNS:
+            order = sorted(range(len(names)), key=names.__getitem__)
+            names = list(map(names.__getitem__, order))
+            shapes = list(map(shapes.__getitem__, order)) if shapes is not None else None
+            numels = list(map(numels.__getitem__, order)) if numels is not None else None
+            breaks = []
+        bounds = [0, *breaks, len(names)]
+        self.names, self.shapes, self._numels = names, shapes, numels
+        self.runs = list(pairwise(bounds))
+
+    def within(self, prefix: str) -> KeyIndex:
+        """The same index narrowed to the names under `prefix` (shares the columns: nothing is copied)."""
+        narrowed = copy.copy(self)
+        narrowed.runs = self.spans(prefix)
+        return narrowed
+
+    @property
+    def numels(self) -> list[int]:
+        if self._numels is None:
+            self._numels = list(map(prod, self.shapes or ()))
+        return self._numels
+
+    def spans(self, prefix: str) -> list[tuple[int, int]]:
+        """Index ranges (one at most per run) of the names that start with `prefix`."""
+        if not prefix:
+            return [run for run in self.runs if run[0] < run[1]]
+        # Every name that starts with `prefix` sorts below `prefix` with its last character incremented.
+        successor = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        found = []
+        for low, high in self.runs:
+            start = bisect_left(self.names, prefix, low, high)
+            stop = bisect_left(self.names, successor, start, high)
+            if start < stop:
+                found.append((start, stop))
+        return found
+
+    def has_prefix(self, prefix: str) -> bool:
+        for low, high in self.runs:
+            position = bisect_left(self.names, prefix, low, high)
+            if position < high and self.names[position].startswith(prefix):
+                return True
+        return False
+
+    def shape(self, name: str) -> Sequence[int] | None:
+        for low, high in self.runs:
+            position = bisect_left(self.names, name, low, high)
+            if position < high and self.names[position] == name and self.shapes is not None:
+                return self.shapes[position]
+        return None
 
 
 def family_of(facts: UNetFacts | None) -> str:
@@ -199,15 +270,15 @@ def _sdxl_family(depths: DepthSignature | None) -> str:
     return "sdxl-distilled" if depths.fits_inside(SDXL_SIGNATURE) else "unknown"
 
 
-def unet_facts(unet: Mapping[str, Sequence[int]]) -> UNetFacts:
-    """Facts about a UNet from its keys (all with, or all without, the `model.diffusion_model.` prefix)."""
-    prefix = UNET_PREFIX if any(map(methodcaller("startswith", UNET_PREFIX), unet)) else ""
-    structure = _block_structure(unet)
+def unet_facts(index: KeyIndex, prefix: str = UNET_PREFIX) -> UNetFacts:
+    """Facts about the UNet whose keys in `index` start with `prefix` (empty for a bare UNet state dict)."""
+    index = index.within(prefix)  # every probe below searches the UNet's keys only
+    structure = _block_structure(index, prefix)
     return UNetFacts(
-        in_channels=_dim(unet, f"{prefix}input_blocks.0.0.weight", 1),
-        model_channels=_dim(unet, f"{prefix}input_blocks.0.0.weight", 0),
-        context_dim=_context_dim(unet),
-        adm_channels=_dim(unet, f"{prefix}label_emb.0.0.weight", 1),
+        in_channels=_dim(index, f"{prefix}input_blocks.0.0.weight", 1),
+        model_channels=_dim(index, f"{prefix}input_blocks.0.0.weight", 0),
+        context_dim=_context_dim(index, prefix),
+        adm_channels=_dim(index, f"{prefix}label_emb.0.0.weight", 1),
         input_blocks=structure.counts["input_blocks"],
         output_blocks=structure.counts["output_blocks"],
         depths=structure.signature(),
@@ -216,15 +287,9 @@ def unet_facts(unet: Mapping[str, Sequence[int]]) -> UNetFacts:
 
 def signature_from_keys(keys: Iterable[str]) -> DepthSignature | None:
     """Depth signature of a UNet from its keys (with or without the `model.diffusion_model.` prefix)."""
-    return _block_structure(keys).signature()
-
-
-# One scan over all keys joined by newlines: the regex engine does the work, Python sees only the few
-# hundred distinct (block kind, block index, transformer index) triples.
-_BLOCK_LINE = re.compile(
-    r"^(?:model\.diffusion_model\.)?(input_blocks|output_blocks|middle_block)\.(\d+)\.(?:1\.)?(?:transformer_blocks\.(\d+)\.)?",
-    re.MULTILINE,
-)
+    index = KeyIndex(list(keys))
+    prefix = UNET_PREFIX if index.has_prefix(UNET_PREFIX) else ""
+    return _block_structure(index, prefix).signature()
 
 
 @dataclass
@@ -247,26 +312,46 @@ class _BlockStructure:
         return 0 if self.counts["middle_block"] >= 2 else RESBLOCK_ONLY
 
 
-def _block_structure(keys: Iterable[str]) -> _BlockStructure:
-    counts = {"input_blocks": 0, "output_blocks": 0, "middle_block": 0}
+# Where a block keeps its transformer stack: input/output block N holds [ResBlock, SpatialTransformer, ...],
+# so the stack is `<kind>.N.1.transformer_blocks.`; the middle block is [ResBlock, SpatialTransformer, ResBlock].
+_TRANSFORMER_STACK = {
+    "input_blocks": "{kind}.{index}.1.transformer_blocks.",
+    "output_blocks": "{kind}.{index}.1.transformer_blocks.",
+    "middle_block": "{kind}.1.transformer_blocks.",
+}
+
+
+def _block_structure(index: KeyIndex, prefix: str) -> _BlockStructure:
+    """Blocks and transformer depths found by probing the names: modules are numbered 0, 1, 2, ...
+    without gaps, so a count is the first number with no key under it (about a hundred binary searches for
+    SDXL instead of a pass over every key)."""
+    counts = {kind: _numbered_children(index, f"{prefix}{kind}.") for kind in _TRANSFORMER_STACK}
     depths: dict[tuple[str, int], int] = {}
-    for kind, block, transformer in set(_BLOCK_LINE.findall("\n".join(keys))):
-        index = int(block)
-        counts[kind] = max(counts[kind], index + 1)
-        if transformer:
-            where = (kind, index if kind != "middle_block" else 1)
-            depths[where] = max(depths.get(where, 0), int(transformer) + 1)
+    for kind, stack in _TRANSFORMER_STACK.items():
+        blocks = range(counts[kind]) if kind != "middle_block" else (1,)
+        for block in blocks:
+            depth = _numbered_children(index, prefix + stack.format(kind=kind, index=block))
+            if depth:
+                depths[(kind, block)] = depth
     return _BlockStructure(counts, depths)
 
 
-def _dim(unet: Mapping[str, Sequence[int]], key: str, axis: int) -> int | None:
-    shape = unet.get(key)
+def _numbered_children(index: KeyIndex, prefix: str) -> int:
+    number = 0
+    while index.has_prefix(f"{prefix}{number}."):
+        number += 1
+    return number
+
+
+def _dim(index: KeyIndex, name: str, axis: int) -> int | None:
+    shape = index.shape(name)
     return shape[axis] if shape is not None and len(shape) > axis else None
 
 
-def _context_dim(unet: Mapping[str, Sequence[int]]) -> int | None:
+def _context_dim(index: KeyIndex, prefix: str) -> int | None:
     """Width of the cross-attention context: the input width of the first attn2.to_k found."""
-    for key, shape in unet.items():
-        if key.endswith(".attn2.to_k.weight") and len(shape) == 2:
-            return shape[1]
+    for start, stop in index.spans(prefix):
+        for position in range(start, stop):
+            if index.names[position].endswith(".attn2.to_k.weight") and len(index.shapes[position]) == 2:
+                return index.shapes[position][1]
     return None

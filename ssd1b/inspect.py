@@ -7,8 +7,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssd1b.checkpoint import Header, HeaderError, format_bytes, read_header
-from ssd1b.families import FAMILIES, classify
+from ssd1b.checkpoint import Header, HeaderError, collector_paused, format_bytes, read_header
+from ssd1b.families import FAMILIES, KeyIndex, classify_index
 
 SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -62,6 +62,12 @@ def inspect_file(path: str | os.PathLike[str]) -> Report:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         reason = f"not inspected: {path.suffix} files are Python pickles and are never unpickled for inspection"
         return Report(str(path), False, reason, bytes=size)
+    with collector_paused():
+        return _report_from_file(path, size)
+
+
+def _report_from_file(path: Path, size: int | None) -> Report:
+    # A function of its own so the header's ~2,000 lists are freed on return, while the collector is still off.
     try:
         header = read_header(path)
     except HeaderError as error:
@@ -70,12 +76,17 @@ def inspect_file(path: str | os.PathLike[str]) -> Report:
 
 
 def report_from_header(path: str, header: Header) -> Report:
-    found = classify(dict(zip(header.names, header.shape_lists, strict=True)))  # lists: no per-tensor tuple
+    found = classify_index(KeyIndex(header.names, header.shape_lists, header.numels))
     error = None
     if header.truncated:
         error = (
             f"truncated: header declares {format_bytes(header.declared_bytes)}, "
             f"file has {format_bytes(header.file_bytes)}"
+        )
+    elif header.surplus_bytes:
+        error = (
+            f"damaged: {format_bytes(header.surplus_bytes)} after the data the header declares "
+            f"({format_bytes(header.declared_bytes)}); safetensors refuses to load such a file"
         )
     return Report(
         path=path,

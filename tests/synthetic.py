@@ -77,17 +77,40 @@ def full_checkpoint(unet: Shapes, vae: bool = True, text_encoders: bool = True) 
     return shapes
 
 
-def header_bytes(shapes: Shapes, dtype: str = "F16", metadata: Mapping[str, str] | None = None) -> tuple[bytes, int]:
-    """The length prefix + JSON header for `shapes`, and the size of the data part it declares."""
+POSITION_IDS = "conditioner.embedders.0.transformer.text_model.embeddings.position_ids"
+LOGIT_SCALE = "conditioner.embedders.1.model.logit_scale"
+
+
+def with_single_file_extras(shapes: Shapes) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """`shapes` plus the non-weight extras SDXL single files usually carry (see tests/data's conditioner notes):
+    CLIP-L's int64 `position_ids` and OpenCLIP's scalar `logit_scale`; returns (shapes, per-tensor dtypes)."""
+    return {**shapes, POSITION_IDS: (1, 77), LOGIT_SCALE: ()}, {POSITION_IDS: "I64"}
+
+
+def header_bytes(
+    shapes: Shapes,
+    dtype: str = "F16",
+    metadata: Mapping[str, str] | None = None,
+    dtypes: Mapping[str, str] | None = None,
+) -> tuple[bytes, int]:
+    """The length prefix + JSON header for `shapes`, and the size of the data part it declares.
+
+    Laid out the way safetensors' own writer does it (checked against `save_file` in test_synthetic.py):
+    `__metadata__` first, tensors by descending dtype width then by name, compact JSON, the header padded with
+    spaces to a multiple of 8 bytes. `dtypes` gives some tensors a dtype other than `dtype`.
+    """
+    dtypes = dtypes or {}
     document: dict[str, object] = {}
     if metadata:
         document["__metadata__"] = dict(metadata)
     offset = 0
-    for name, shape in shapes.items():
-        size = int(prod(shape) * DTYPE_BYTES[dtype])
-        document[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
+    for name in sorted(shapes, key=lambda key: (-DTYPE_BYTES[dtypes.get(key, dtype)], key)):
+        kind = dtypes.get(name, dtype)
+        size = int(prod(shapes[name]) * DTYPE_BYTES[kind])
+        document[name] = {"dtype": kind, "shape": list(shapes[name]), "data_offsets": [offset, offset + size]}
         offset += size
-    raw = json.dumps(document).encode()
+    raw = json.dumps(document, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
     return struct.pack("<Q", len(raw)) + raw, offset
 
 
@@ -97,9 +120,10 @@ def write_sparse(
     dtype: str = "F16",
     metadata: Mapping[str, str] | None = None,
     data_bytes: int | None = None,
+    dtypes: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a safetensors file whose data part is a hole; `data_bytes` < declared makes it truncated."""
-    head, declared = header_bytes(shapes, dtype, metadata)
+    head, declared = header_bytes(shapes, dtype, metadata, dtypes)
     path.write_bytes(head)
     with path.open("r+b") as handle:
         handle.truncate(len(head) + (declared if data_bytes is None else data_bytes))

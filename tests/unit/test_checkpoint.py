@@ -1,7 +1,10 @@
 import contextlib
+import gc
 import json
+import math
 import struct
 import tracemalloc
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -9,6 +12,7 @@ from hypothesis import strategies as st
 
 from ssd1b import checkpoint
 from ssd1b.checkpoint import MAX_HEADER_BYTES, HeaderError, parse_header, read_header
+from ssd1b.inspect import inspect_file
 from tests import synthetic
 
 
@@ -178,3 +182,117 @@ def test_corrupted_headers_raise_only_header_error_and_stay_bounded(position, by
 def test_arbitrary_json_raises_only_header_error(document):
     with contextlib.suppress(HeaderError):
         parse_header(json.dumps(document).encode(), 10_000)
+
+
+def test_a_hole_in_the_data_part_is_refused_as_safetensors_refuses_it(tmp_path):
+    document = {"a": {"dtype": "U8", "shape": [2], "data_offsets": [2, 4]}}
+    with pytest.raises(HeaderError, match="bytes 0-2 of the data part belong to no tensor"):
+        read_header(raw_file(tmp_path, document, extra=b"\0" * 4))
+
+
+def test_two_equal_entries_under_one_name_are_read_as_safetensors_reads_them():
+    entry = '{"dtype": "U8", "shape": [2], "data_offsets": [0, 2]}'
+    raw = ('{"a": ' + entry + ', "a": ' + entry + "}").encode()
+    header = parse_header(raw, 8 + len(raw) + 2)
+    assert (header.names, header.truncated, header.surplus_bytes) == (["a"], False, 0)
+
+
+def test_a_repeated_name_that_hides_the_last_tensor_is_named_not_blamed_on_the_size():
+    entry = '{"dtype": "U8", "shape": [%d], "data_offsets": [%d, %d]}'
+    raw = ('{"a": ' + entry % (1, 3, 4) + ', "b": ' + entry % (2, 1, 3) + ', "a": ' + entry % (1, 0, 1) + "}").encode()
+    with pytest.raises(HeaderError, match="twice"):
+        parse_header(raw, 8 + len(raw) + 4)
+
+
+def test_bytes_after_the_declared_data_make_the_report_say_damaged(tmp_path):
+    shapes = synthetic.full_checkpoint(synthetic.vega_unet())
+    _, declared = synthetic.header_bytes(shapes)
+    path = synthetic.write_sparse(tmp_path / "joined.safetensors", shapes, data_bytes=declared + 1_000_000)
+    report = inspect_file(path)
+    assert (report.ok, report.family) == (False, "segmind-vega")
+    assert report.error.startswith("damaged: 1.00 MB after the data the header declares")
+    assert "refuses to load" in report.error
+
+
+def test_mixed_dtypes_are_counted_per_dtype(tmp_path):
+    shapes, dtypes = synthetic.with_single_file_extras(synthetic.full_checkpoint(synthetic.ssd_1b_unet()))
+    path = synthetic.write_sparse(tmp_path / "mixed.safetensors", shapes, dtypes=dtypes)
+    header = read_header(path)
+    assert header.names[0] == synthetic.POSITION_IDS  # widest dtype first: the names are not sorted overall
+    totals = header.bytes_by_dtype()
+    assert totals["I64"] == 8 * 77
+    assert totals["I64"] + totals["F16"] == header.data_bytes
+    assert inspect_file(path).dtype == "fp16"
+
+
+def test_the_collector_is_paused_only_during_a_read_and_left_as_it_was(tmp_path):
+    path = synthetic.write_sparse(tmp_path / "ssd.safetensors", synthetic.full_checkpoint(synthetic.ssd_1b_unet()))
+    seen = []
+    original = checkpoint._parse_tensors
+
+    def spy(document):
+        seen.append(gc.isenabled())
+        return original(document)
+
+    with mock.patch.object(checkpoint, "_parse_tensors", spy):
+        read_header(path)
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            read_header(path)
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    assert seen == [False, False]
+
+
+NATURAL = st.integers(min_value=0, max_value=6)
+ODD_JSON = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-2, max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=3)
+    | st.lists(st.integers(min_value=0, max_value=3), max_size=3)
+    | st.dictionaries(st.sampled_from(["dtype", "shape"]), st.integers(0, 2), max_size=2)
+)
+
+
+@st.composite
+def tensor_entry(draw):
+    """A valid entry, or one with a single field (or the whole entry) replaced by an odd JSON value."""
+    dtype = draw(st.sampled_from(sorted(checkpoint.DTYPE_BYTES)))
+    shape = draw(st.lists(NATURAL, max_size=3))
+    begin = draw(st.integers(min_value=0, max_value=50))
+    end = begin + math.prod(shape) * checkpoint.DTYPE_BYTES[dtype]
+    entry = {"dtype": dtype, "shape": shape, "data_offsets": [begin, end]}
+    corruption = draw(st.sampled_from([None, None, "dtype", "shape", "dim", "data_offsets", "pair", "entry"]))
+    if corruption == "entry":
+        return draw(ODD_JSON)
+    if corruption == "dim" and shape:
+        shape[draw(st.integers(0, len(shape) - 1))] = draw(ODD_JSON)
+    elif corruption == "pair":
+        entry["data_offsets"] = [begin, end, *draw(st.lists(NATURAL, max_size=1))][: draw(st.integers(0, 3))]
+    elif corruption in entry:
+        entry[corruption] = draw(ODD_JSON)
+    return entry
+
+
+@settings(max_examples=500, deadline=None)
+@given(entries=st.lists(tensor_entry(), max_size=6))
+def test_the_column_check_accepts_exactly_what_the_per_tensor_check_accepts(entries):
+    document = checkpoint._loads(json.dumps({f"t{i}": entry for i, entry in enumerate(entries)}).encode())
+    try:
+        expected = [checkpoint._parse_tensor(name, entry) for name, entry in document.items()]
+    except HeaderError:
+        expected = None
+    if expected is None:
+        with pytest.raises(HeaderError):
+            checkpoint._parse_tensors(document)
+        return
+    columns = checkpoint._parse_tensors(document)
+    rows = zip(columns.dtypes, map(tuple, columns.shapes), columns.begins, columns.ends, strict=True)
+    assert [checkpoint.TensorInfo(*row) for row in rows] == expected
+    assert columns.numels == [info.numel for info in expected]
+    runs = [(dtype, start, stop) for dtype, start, stop in columns.dtype_runs for _ in range(stop - start)]
+    assert [dtype for dtype, *_ in runs] == columns.dtypes

@@ -1,3 +1,5 @@
+import random
+
 import pytest
 
 from ssd1b.families import (
@@ -7,6 +9,7 @@ from ssd1b.families import (
     SSD_1B_SIGNATURE,
     VEGA_SIGNATURE,
     DepthSignature,
+    KeyIndex,
     classify,
     signature_from_keys,
 )
@@ -136,3 +139,27 @@ def test_short_form_and_json():
         "middle": -1,
         "output": [4, 4, 10, 2, 1, 1, 0, 0, 0],
     }
+
+
+def test_classification_does_not_depend_on_the_order_of_the_names():
+    shapes, _ = synthetic.with_single_file_extras(synthetic.full_checkpoint(synthetic.ssd_1b_unet()))
+    in_order = classify(dict(sorted(shapes.items())))
+    two_runs = dict(sorted(shapes.items(), key=lambda item: (item[0] != synthetic.POSITION_IDS, item[0])))
+    shuffled = dict(random.Random(7).sample(sorted(shapes.items()), len(shapes)))
+    assert classify(two_runs) == classify(shuffled) == in_order
+    assert in_order.family == "ssd-1b"
+    assert signature_from_keys(reversed(list(shapes))) == SSD_1B_SIGNATURE
+
+
+def test_key_index_keeps_a_few_sorted_runs_and_sorts_anything_else():
+    names = ["b.1", "b.2", "a.1", "a.2", "c.1"]
+    index = KeyIndex(names, [(1,), (2,), (3,), (4,), (5,)])
+    assert index.runs == [(0, 2), (2, 5)]
+    assert index.spans("a.") == [(2, 4)]
+    assert (index.has_prefix("b."), index.has_prefix("c."), index.has_prefix("d.")) == (True, True, False)
+    assert (index.shape("a.2"), index.shape("b.2"), index.shape("a")) == ((4,), (2,), None)
+    assert sum(index.numels) == 15
+    scattered = random.Random(3).sample([f"k.{n:02d}" for n in range(40)], 40)
+    index = KeyIndex(scattered, [(int(name[2:]),) for name in scattered])
+    assert len(index.runs) == 1 and index.names == sorted(scattered)
+    assert index.shape("k.13") == (13,)
