@@ -174,8 +174,8 @@ def parse_header(raw: bytes, file_bytes: int) -> Header:
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    """Keep Python's cyclic garbage collector out of a header parse (nests; thread-safe enough: at worst the
-    collector stays on a little longer).
+    """Keep Python's cyclic garbage collector out of a header parse. Nests. Across threads the worst case is
+    the collector running while another thread wanted it off, which costs that thread time, never correctness.
 
     A parse allocates ~7,500 containers (a dict and two lists per tensor) that all stay alive until it ends and
     then go by reference counting. Left on, the collector runs a dozen times inside one parse, walks them all to

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssd1b.checkpoint import Header, HeaderError, collector_paused, format_bytes, read_header
-from ssd1b.families import FAMILIES, KeyIndex, classify_index
+from ssd1b.families import FAMILIES, Classification, KeyIndex, classify_index
 
 SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -75,8 +75,23 @@ def _report_from_file(path: Path, size: int | None) -> Report:
     return report_from_header(str(path), header)
 
 
+def classify_file(path: str | os.PathLike[str]) -> Classification:
+    """What the safetensors file at `path` is, from its header alone; raises HeaderError."""
+    with collector_paused():
+        return _classify_read(path)
+
+
+def _classify_read(path: str | os.PathLike[str]) -> Classification:
+    # A function of its own so the header is freed on return, while the collector is still off.
+    return classify_header(read_header(path))
+
+
+def classify_header(header: Header) -> Classification:
+    return classify_index(KeyIndex(header.names, header.shape_lists, header.numels))
+
+
 def report_from_header(path: str, header: Header) -> Report:
-    found = classify_index(KeyIndex(header.names, header.shape_lists, header.numels))
+    found = classify_header(header)
     error = None
     if header.truncated:
         error = (

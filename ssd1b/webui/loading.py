@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ssd1b.checkpoint import HeaderError, read_header
+from ssd1b import inspect as inspector
+from ssd1b.checkpoint import HeaderError
 from ssd1b.families import UNET_PREFIX, Classification, DepthSignature, classify, signature_from_keys
 from ssd1b.prune import KeyDiff, PruneError, count_parameters, prune_unet, unet_key_diff
 from ssd1b.webui import host
@@ -235,7 +236,7 @@ def classify_file(filename: str) -> Classification | None:
     if not str(filename).lower().endswith(".safetensors"):
         return None
     try:
-        return classify(read_header(filename).shapes())
+        return inspector.classify_file(filename)
     except (HeaderError, OSError):
         return None
 

@@ -37,8 +37,9 @@ from typing import Any
 
 import torch
 
+from ssd1b import inspect as inspector
 from ssd1b.checkpoint import HeaderError, read_header
-from ssd1b.families import FAMILIES, Classification, classify
+from ssd1b.families import FAMILIES, Classification
 from ssd1b.options import option_value
 
 LOG_PREFIX = "[ssd1b]"
@@ -149,7 +150,7 @@ def _classify_file(filename: str | None) -> Classification | None:
     key = (os.path.abspath(filename), stat.st_size, stat.st_mtime_ns)
     if key not in _classification_cache:
         try:
-            _classification_cache[key] = classify(read_header(filename).shapes())
+            _classification_cache[key] = inspector.classify_file(filename)
         except (HeaderError, OSError):
             _classification_cache[key] = None
     return _classification_cache[key]

@@ -2,6 +2,7 @@ import random
 
 import pytest
 
+from ssd1b.checkpoint import HeaderError
 from ssd1b.families import (
     FAMILIES,
     RESBLOCK_ONLY,
@@ -13,6 +14,7 @@ from ssd1b.families import (
     classify,
     signature_from_keys,
 )
+from ssd1b.inspect import classify_file
 from tests import synthetic
 
 P = "model.diffusion_model."
@@ -163,3 +165,14 @@ def test_key_index_keeps_a_few_sorted_runs_and_sorts_anything_else():
     index = KeyIndex(scattered, [(int(name[2:]),) for name in scattered])
     assert len(index.runs) == 1 and index.names == sorted(scattered)
     assert index.shape("k.13") == (13,)
+
+
+def test_classify_file_reads_the_header_only_and_agrees_with_classify(tmp_path):
+    shapes, dtypes = synthetic.with_single_file_extras(synthetic.full_checkpoint(synthetic.vega_unet(), vae=False))
+    path = synthetic.write_sparse(tmp_path / "vega.safetensors", shapes, dtypes=dtypes)
+    found = classify_file(path)
+    assert found == classify(shapes)
+    assert (found.family, found.has_vae, found.has_text_encoders) == ("segmind-vega", False, True)
+    (tmp_path / "broken.safetensors").write_bytes(b"\x10" + b"\0" * 7 + b"{not json}")
+    with pytest.raises(HeaderError):
+        classify_file(tmp_path / "broken.safetensors")
