@@ -285,14 +285,17 @@ def _checked_columns(dtypes: list, shapes: list, offsets: list) -> Columns | Non
         return None
     begins, ends = list(map(itemgetter(0), offsets)), list(map(itemgetter(1), offsets))
     numels = list(map(prod, shapes))
-    runs = _runs(dtypes) if len(kinds) > 1 else [(dtypes[0], 0, len(dtypes))] if dtypes else []
+    runs = _runs(dtypes, kinds)
     needed = list(chain.from_iterable(map(DTYPE_BYTES[kind].__mul__, islice(numels, *span)) for kind, *span in runs))
     if list(map(sub, ends, begins)) != needed:
         return None
     return Columns(dtypes, shapes, begins, ends, numels, runs)
 
 
-def _runs(values: list[str]) -> list[tuple[str, int, int]]:
+def _runs(values: list[str], kinds: set[str]) -> list[tuple[str, int, int]]:
+    """(value, start, stop) for each stretch of equal `values`; `kinds` is their set (one: no scan needed)."""
+    if len(kinds) <= 1:
+        return [(values[0], 0, len(values))] if values else []
     changes = compress(count(1), map(ne, values, islice(values, 1, None)))
     return [(values[start], start, stop) for start, stop in pairwise([0, *changes, len(values)])]
 

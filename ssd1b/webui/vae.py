@@ -37,10 +37,10 @@ from typing import Any
 
 import torch
 
-from ssd1b import inspect as inspector
 from ssd1b.checkpoint import HeaderError, read_header
 from ssd1b.families import FAMILIES, Classification
 from ssd1b.options import option_value
+from ssd1b.webui import loading
 
 LOG_PREFIX = "[ssd1b]"
 INFOTEXT_VAE = "SSD-1B VAE"
@@ -149,10 +149,7 @@ def _classify_file(filename: str | None) -> Classification | None:
         return None
     key = (os.path.abspath(filename), stat.st_size, stat.st_mtime_ns)
     if key not in _classification_cache:
-        try:
-            _classification_cache[key] = inspector.classify_file(filename)
-        except (HeaderError, OSError):
-            _classification_cache[key] = None
+        _classification_cache[key] = loading.classify_file(filename)
     return _classification_cache[key]
 
 
@@ -249,7 +246,7 @@ def is_ldm_vae_file(path: str) -> bool:
     if not str(path).lower().endswith(".safetensors"):
         return False
     try:
-        keys = read_header(path).shapes().keys()
+        keys = read_header(path).names
     except (HeaderError, OSError):
         return False
     return LDM_VAE_KEY in keys and not any(key.startswith(DIFFUSERS_VAE_PREFIXES) for key in keys)
