@@ -30,16 +30,18 @@ from ssd1b.inspect import expand_paths, inspect_file  # noqa: E402
 from tests import synthetic  # noqa: E402
 
 # Single files as safetensors writes them: the extras real SDXL files carry (an int64 `position_ids`, so two
-# dtype runs in the header), names sorted within each dtype, compact JSON.
+# dtype runs in the header), names sorted within each dtype, compact JSON. (name, UNet keys, VAE baked in)
 VARIANTS = (
-    ("sdxl", lambda: synthetic.with_single_file_extras(synthetic.full_checkpoint(synthetic.sdxl_unet()))),
-    ("ssd-1b", lambda: synthetic.with_single_file_extras(synthetic.full_checkpoint(synthetic.ssd_1b_unet()))),
-    ("vega", lambda: synthetic.with_single_file_extras(synthetic.full_checkpoint(synthetic.vega_unet()))),
-    (
-        "ssd-1b-novae",
-        lambda: synthetic.with_single_file_extras(synthetic.full_checkpoint(synthetic.ssd_1b_unet(), vae=False)),
-    ),
+    ("sdxl", synthetic.sdxl_unet, True),
+    ("ssd-1b", synthetic.ssd_1b_unet, True),
+    ("vega", synthetic.vega_unet, True),
+    ("ssd-1b-novae", synthetic.ssd_1b_unet, False),
 )
+
+
+def single_file_shapes(unet, vae: bool) -> tuple[dict, dict]:
+    """(shapes, per-tensor dtypes) of a single-file checkpoint around the UNet keys `unet()`."""
+    return synthetic.with_single_file_extras(synthetic.full_checkpoint(unet(), vae=vae))
 
 
 def best_of(repeats: int, action) -> float:
@@ -91,7 +93,7 @@ def single_file(folder: Path, rounds: int = 3) -> dict[str, float]:
     """Inspection and cold loads alternate, `rounds` times, and the best of each is kept: this VM's speed drifts
     by 2x within seconds (other tenants), and alternating lets both sides see the same drift. Every inspection
     is a full one (nothing is cached)."""
-    path = write_real_bytes(folder / "ssd-1b.safetensors", *VARIANTS[1][1]())
+    path = write_real_bytes(folder / "ssd-1b.safetensors", *single_file_shapes(synthetic.ssd_1b_unet, vae=True))
     inspect_runs, cold_runs = [], []
     for _ in range(rounds):
         inspect_runs.append(best_of(100, lambda: inspect_file(path)))
@@ -111,7 +113,7 @@ def single_file(folder: Path, rounds: int = 3) -> dict[str, float]:
 
 
 def many_files(folder: Path, count: int) -> dict[str, float]:
-    variants = [make() for _, make in VARIANTS]
+    variants = [single_file_shapes(unet, vae) for _, unet, vae in VARIANTS]
     for index in range(count):
         shapes, dtypes = variants[index % len(variants)]
         cut = {"data_bytes": 1_000_000} if index % 10 == 9 else {}
