@@ -145,7 +145,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     Architecture("sdxl-inpaint", 320, 2048, 2816, 9, in_channels=9),
     Architecture("sdxl", 320, 2048, 2816, 9, in_channels=4),
     Architecture("koala", 320, 2048, 2816, 6),
-    Architecture("sdxl-refiner", 384, 1280, 2560, 9),
+    Architecture("sdxl-refiner", 384, 1280, 2560, 12),
     Architecture("sd1", 320, 768, None, 12),
     Architecture("sd2", 320, 1024, None, 12),
 )

@@ -35,6 +35,20 @@ def ssd_1b_unet() -> dict[str, tuple[int, ...]]:
     return dict(_load("unet_ssd_1b_ldm_keys.json"))
 
 
+def refiner_unet() -> dict[str, tuple[int, ...]]:
+    return dict(_load("unet_sdxl_refiner_ldm_keys.json"))
+
+
+def refiner_checkpoint() -> dict[str, tuple[int, ...]]:
+    """The refiner's UNet, its one text encoder (OpenCLIP bigG as `conditioner.embedders.0`) and the SDXL VAE."""
+    bigg = {
+        key.replace("conditioner.embedders.1.", "conditioner.embedders.0.", 1): shape
+        for key, shape in text_encoders_only().items()
+        if key.startswith("conditioner.embedders.1.")
+    }
+    return {**refiner_unet(), **bigg, **vae_only()}
+
+
 def text_encoders_and_vae() -> dict[str, tuple[int, ...]]:
     return dict(_load("sdxl_conditioner_vae_ldm_keys.json"))
 

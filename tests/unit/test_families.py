@@ -40,6 +40,8 @@ def sketch_unet(model_channels, in_channels, context_dim, adm, input_depths, out
 
 SD1_DEPTHS = (0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 0, 0)
 SD1_OUT = (0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+# sd_xl_refiner.yaml: four levels (12 input / 12 output blocks), transformer depth 4 at levels 1 and 2 and in the middle.
+REFINER_SIGNATURE = DepthSignature((0, 0, 0, 0, 4, 4, 0, 4, 4, 0, 0, 0), 4, (0, 0, 0, 4, 4, 4, 4, 4, 4, 0, 0, 0))
 
 
 @pytest.mark.parametrize(
@@ -50,7 +52,8 @@ SD1_OUT = (0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1)
         (synthetic.full_checkpoint(synthetic.vega_unet()), "segmind-vega"),
         (sketch_unet(320, 4, 768, None, SD1_DEPTHS, SD1_OUT), "sd1"),
         (sketch_unet(320, 4, 1024, None, SD1_DEPTHS, SD1_OUT), "sd2"),
-        (sketch_unet(384, 4, 1280, 2560, (0, 0, 0, 0, 4, 4, 0, 4, 4), (4, 4, 4, 4, 4, 4, 0, 0, 0), 4), "sdxl-refiner"),
+        (sketch_unet(384, 4, 1280, 2560, REFINER_SIGNATURE.input, REFINER_SIGNATURE.output, 4), "sdxl-refiner"),
+        (synthetic.refiner_checkpoint(), "sdxl-refiner"),
         (sketch_unet(320, 9, 2048, 2816, SDXL_SIGNATURE.input, SDXL_SIGNATURE.output, 10), "sdxl-inpaint"),
         (sketch_unet(320, 4, 2048, 2816, (0, 0, 0, 2, 0, 6), (6, 6, 6, 2, 2, 2), 6), "koala-1b"),
         (sketch_unet(320, 4, 2048, 2816, (0, 0, 0, 2, 0, 5), (5, 5, 5, 2, 2, 2), 0), "koala-700m"),
@@ -67,6 +70,7 @@ def test_reference_parameter_counts_and_signatures():
         (synthetic.sdxl_unet(), SDXL_SIGNATURE, 2_567_463_684),
         (synthetic.ssd_1b_unet(), SSD_1B_SIGNATURE, 1_331_334_404),
         (synthetic.vega_unet(), VEGA_SIGNATURE, 745_225_604),
+        (synthetic.refiner_unet(), REFINER_SIGNATURE, 2_259_526_660),
     ):
         found = classify(unet)
         assert found.depths == signature
