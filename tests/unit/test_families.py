@@ -40,7 +40,7 @@ def sketch_unet(model_channels, in_channels, context_dim, adm, input_depths, out
 
 SD1_DEPTHS = (0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 0, 0)
 SD1_OUT = (0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1)
-# sd_xl_refiner.yaml: four levels (12 input / 12 output blocks), transformer depth 4 at levels 1 and 2 and in the middle.
+# sd_xl_refiner.yaml: four levels (12 input / 12 output blocks), transformer depth 4 at levels 1, 2 and the middle.
 REFINER_SIGNATURE = DepthSignature((0, 0, 0, 0, 4, 4, 0, 4, 4, 0, 0, 0), 4, (0, 0, 0, 4, 4, 4, 4, 4, 4, 0, 0, 0))
 
 
