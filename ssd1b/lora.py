@@ -225,10 +225,17 @@ DOWN_PARTS = ("lora_down.weight", "lora.down.weight", "lora_A.weight", "down")
 @dataclass(frozen=True)
 class KeyInfo:
     module: str
-    """ldm path with underscores (UNet), or the raw module path (text encoder)."""
+    """ldm path with underscores (UNet), or the text encoder's module path with underscores."""
     unet: bool
     down: bool
     """The tensor is the LoRA's down (A) matrix: its first dimension is the rank."""
+    part: str = ""
+    """What the tensor is for the module: `lora_down.weight`, `hada_w1_a`, `lora_B.weight`, `alpha`, ..."""
+    encoder: str = "unet"
+    """"unet", or the text encoder as the file names it: "te" (kohya, one text encoder), "te1", "te2"."""
+
+
+TEXT_ENCODER_BY_PEFT_NAME = {"text_encoder": "te1", "text_encoder_2": "te2"}
 
 
 def parse_key(key: str) -> KeyInfo | None:
@@ -237,12 +244,13 @@ def parse_key(key: str) -> KeyInfo | None:
     if kohya:
         target, module, part = kohya.groups()
         unet = target == "unet"
-        return KeyInfo(to_ldm(module) if unet else module, unet, part in DOWN_PARTS)
+        return KeyInfo(to_ldm(module) if unet else module, unet, part in DOWN_PARTS, part, target)
     processor = PROCESSOR_KEY.match(key)
     if processor:
         projection = processor["projection"] + ("_0" if processor["projection"] == "to_out" else "")
         module = _strip_unet_prefix(processor["module"]).replace(".", "_") + "_" + projection
-        return KeyInfo(to_ldm(module), True, processor["part"] == "down")
+        down = processor["part"] == "down"
+        return KeyInfo(to_ldm(module), True, down, "lora_down.weight" if down else "lora_up.weight")
     peft = PEFT_KEY.match(key)
     if peft is None:
         return None
@@ -250,8 +258,9 @@ def parse_key(key: str) -> KeyInfo | None:
     part = peft["part"]
     down = part.startswith(("lora_A", "lora.down", "lora_down"))
     if target in (None, "unet"):
-        return KeyInfo(to_ldm(_strip_unet_prefix(peft["module"]).replace(".", "_")), True, down)
-    return KeyInfo(peft["module"], False, down)
+        return KeyInfo(to_ldm(_strip_unet_prefix(peft["module"]).replace(".", "_")), True, down, part)
+    encoder = TEXT_ENCODER_BY_PEFT_NAME.get(target, target)
+    return KeyInfo(peft["module"].replace(".", "_"), False, down, part, encoder)
 
 
 def _strip_unet_prefix(module: str) -> str:
