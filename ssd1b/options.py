@@ -123,6 +123,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
         minimum=0,
     ),
     OptionSpec(
+        "ssd1b_lora_fit_messages",
+        True,
+        "Say how much of each LoRA applies to the loaded model",
+        "console line, comment under the image and `SSD-1B LoRA fit` infotext for every LoRA that loses modules, "
+        "was made for another architecture, or is the wrong LCM-LoRA; a LoRA that fits fully stays silent",
+    ),
+    OptionSpec(
         "ssd1b_apply_preset_on_select",
         False,
         "Apply the family's default preset when a distilled checkpoint is selected",

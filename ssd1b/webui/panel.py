@@ -46,7 +46,7 @@ from ssd1b import inspect as inspect_core
 from ssd1b import presets as presets_core
 from ssd1b.families import FAMILIES
 from ssd1b.options import option_value
-from ssd1b.webui import host
+from ssd1b.webui import host, lora_fit
 from ssd1b.webui.panel_logic import (
     ARGS,
     SCRIPT_TITLE,
@@ -228,6 +228,7 @@ class Panel:
     swap: Any
     snap: Any
     user: UserPresetControls
+    lora_fit: Any
 
     @property
     def controls(self) -> list[Any]:
@@ -312,6 +313,7 @@ def build_panel(tab: str) -> Panel:
             swap = _button(tab, "swap", "⇅ Swap", size="sm")
             snap = _button(tab, "snap", "Snap to bucket", size="sm")
         status = _text(tab, "status", "Status", lines=1)
+        lora_fit = _text(tab, "lora-fit", "LoRA fit for the loaded model (the networks in the prompt)", lines=1)
         user = _user_preset_controls(tab)
     panel = Panel(
         tab,
@@ -329,6 +331,7 @@ def build_panel(tab: str) -> Panel:
         swap,
         snap,
         user,
+        lora_fit,
     )
     wire_own_events(panel)
     return panel
@@ -511,6 +514,10 @@ def wire_host_events(panel: Panel, fields: Mapping[str, Any]) -> HostEvents:
     )
     user = panel.user
     user.save.click(fn=events.save, inputs=[user.name, *inputs], outputs=[panel.preset, panel.status], **quiet)
+    if "prompt" in fields:
+        fields["prompt"].change(
+            fn=lora_fit.describe_prompt, inputs=[fields["prompt"]], outputs=[panel.lora_fit], **quiet
+        )
     return events
 
 
@@ -623,11 +630,13 @@ class Ssd1bScript(scripts.Script):
             print(f"{LOG_PREFIX} {self.tab}: host fields not found, the presets panel leaves them alone: {missing}")
 
     def process(self, p: Any, *args: Any) -> None:
-        """The VAE hooks' per-generation work (infotext, early warning): every generation, panel open or not."""
+        """Every generation, panel open or not: the VAE hooks' work (infotext, early warning) and the LoRA fit (after
+        the host applied styles and `before_process` the preset's LoRA, before any network is activated)."""
         from ssd1b.webui import vae
 
         if vae.is_installed():
             vae.process(p)
+        lora_fit.process(p)
 
     def before_process(self, p: Any, *args: Any) -> None:
         offered = catalog()

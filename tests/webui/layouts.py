@@ -18,6 +18,10 @@ def sdxl_unet() -> dict[str, tuple[int, ...]]:
     return synthetic.sdxl_unet()
 
 
+def sdxl_text_encoders() -> dict[str, tuple[int, ...]]:
+    return synthetic.text_encoders_only()
+
+
 def sd1_unet() -> dict[str, tuple[int, ...]]:
     keys = {f"{UNET_PREFIX}input_blocks.0.0.weight": (320, 4, 3, 3), f"{UNET_PREFIX}out.2.weight": (4, 320, 3, 3)}
     for kind, transformers in (("input_blocks", SD1_INPUT_TRANSFORMERS), ("output_blocks", SD1_OUTPUT_TRANSFORMERS)):

@@ -488,7 +488,7 @@ def lora_folder(webui):
 
 @pytest.mark.parametrize("host_version", ["1.8.0", "1.10.1"])
 def test_an_lcm_preset_adds_the_lcm_lora_for_ssd_1b_found_by_its_header(webui, page, host_version):
-    from tests.unit.test_lora import lcm_lora_file
+    from tests.lora_files import lcm_lora_file
 
     folder = lora_folder(webui)
     lcm_lora_file(folder / "lcm-lora-ssd-1b.safetensors", synthetic.sdxl_unet())  # the SDXL one, misleadingly named
@@ -504,7 +504,7 @@ def test_an_lcm_preset_adds_the_lcm_lora_for_ssd_1b_found_by_its_header(webui, p
 
 
 def test_with_only_the_sdxl_lcm_lora_the_preset_warns_and_adds_no_tag(webui, page):
-    from tests.unit.test_lora import lcm_lora_file
+    from tests.lora_files import lcm_lora_file
 
     lcm_lora_file(lora_folder(webui) / "lcm-lora-ssd-1b.safetensors", synthetic.sdxl_unet())
     page.set(page.block("txt2img_prompt"), "a cat")

@@ -37,12 +37,18 @@ class StableDiffusionProcessing:
     is_api: bool = field(default=False, init=False)
     all_prompts: list = field(default=None, init=False)
     all_negative_prompts: list = field(default=None, init=False)
+    comments: dict = field(default=None, init=False)
 
     def __post_init__(self):
+        self.comments = {}
         self.extra_generation_params = self.extra_generation_params or {}
         self.override_settings = self.override_settings or {}
         if fake_host.at_least("1.9.0") and not hasattr(self, "scheduler"):
             self.scheduler = None
+
+    def comment(self, text):
+        """Real (v1.6+): the comments shown under the image, each once."""
+        self.comments[text] = 1
 
     def setup_prompts(self):
         count = self.batch_size * self.n_iter
@@ -53,6 +59,13 @@ class StableDiffusionProcessing:
 @dataclass(repr=False)
 class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
     enable_hr: bool = False
+    hr_prompt: str = ""
+
+    def setup_prompts(self):
+        """Real: the hires-fix prompts default to the first pass's (`all_hr_prompts`, set for every txt2img)."""
+        super().setup_prompts()
+        count = self.batch_size * self.n_iter
+        self.all_hr_prompts = [self.hr_prompt or self.prompt] * count
 
 
 @dataclass(repr=False)

@@ -157,6 +157,20 @@ def read_state_dict(checkpoint_file, print_global_state=False, map_location=None
     }
 
 
+def read_metadata_from_safetensors(filename):
+    """Real: the header's `__metadata__`, values that look like JSON objects decoded."""
+    with open(filename, "rb") as file:
+        (length,) = struct.unpack("<Q", file.read(8))
+        metadata = json.loads(file.read(length)).get("__metadata__", {})
+    result = {}
+    for key, value in metadata.items():
+        try:
+            result[key] = json.loads(value) if isinstance(value, str) and value[:1] == "{" else value
+        except ValueError:
+            result[key] = value
+    return result
+
+
 def get_checkpoint_state_dict(checkpoint_info, timer):
     sd_model_hash = checkpoint_info.calculate_shorthash()
     timer.record("calculate hash")
@@ -324,6 +338,17 @@ def build_first_stage_model():
     return torch.nn.Module()
 
 
+def _wrapped_text_encoders():
+    """SDXL's CLIP-L and OpenCLIP bigG (real names and shapes, on meta), each inside a wrapper with `.wrapped`, as
+    A1111's hijack leaves them after a load (`FrozenCLIPEmbedderForSDXLWithCustomWords(embedder, ...)`)."""
+    embedders = []
+    for index in range(2):
+        wrapper = torch.nn.Module()
+        wrapper.wrapped = build_meta_tree(layouts.sdxl_text_encoders(), f"conditioner.embedders.{index}.")
+        embedders.append(wrapper)
+    return embedders
+
+
 class DiffusionEngine(torch.nn.Module):
     """Stands in for sgm.models.diffusion.DiffusionEngine: an SDXL UNet with the real ldm names, on meta.
 
@@ -336,7 +361,7 @@ class DiffusionEngine(torch.nn.Module):
         self.model = torch.nn.Module()
         self.model.diffusion_model = build_meta_tree(layouts.sdxl_unet(), layouts.UNET_PREFIX)
         self.conditioner = torch.nn.Module()
-        self.conditioner.embedders = torch.nn.ModuleList()
+        self.conditioner.embedders = torch.nn.ModuleList(_wrapped_text_encoders())
         self.first_stage_model = build_first_stage_model()
         self.scale_factor = 0.13025
         self.disable_first_stage_autocast = True
