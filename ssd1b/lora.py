@@ -45,7 +45,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from ssd1b.checkpoint import Header, HeaderError, read_header
@@ -269,6 +269,7 @@ def _strip_unet_prefix(module: str) -> str:
     return module
 
 
+@lru_cache(maxsize=1 << 16)
 def to_ldm(module: str) -> str:
     """A UNet module name (kohya underscores, ldm or diffusers style) in ldm underscore form."""
     module = module.removeprefix("diffusion_model_")

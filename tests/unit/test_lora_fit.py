@@ -9,14 +9,18 @@ from ssd1b.families import DepthSignature
 from ssd1b.lora_fit import fit_network, model_modules, network_targets
 from tests import synthetic
 from tests.lora_files import (
+    RESBLOCK_CONVS,
+    attention_modules,
+    kohya_attention_lora,
     kohya_tensors,
     lcm_lora_file,
+    lycoris_tensors,
     peft_tensors,
+    sd15_lora,
     to_diffusers,
     weight_shapes,
 )
 
-ATTENTION = re.compile(r"\.attn[12]\.to_(q|k|v|out\.0)$")
 CUSTOM = DepthSignature((0, 0, 0, 0, 2, 1, 0, 6, 3), 2, (7, 5, 3, 2, 2, 1, 0, 0, 0))
 
 
@@ -25,64 +29,12 @@ def transformer_blocks(signature):
     return sum(signature.input) + middle + sum(signature.output)
 
 
-def attention_modules(unet_keys):
-    return {module: shape for module, shape in weight_shapes(unet_keys).items() if ATTENTION.search(module)}
-
-
 def model_of(unet_keys, text_encoders=None, wrapped=False):
     """What the adapter hands in: the loaded model's parameter names (A1111's hijack inserts `wrapped.`)."""
     encoders = synthetic.text_encoders_only() if text_encoders is None else text_encoders
     if wrapped:
         encoders = {re.sub(r"^(conditioner\.embedders\.\d+)\.", r"\1.wrapped.", k): v for k, v in encoders.items()}
     return model_modules([*unet_keys.items(), *encoders.items()])
-
-
-def kohya_attention_lora(path, rank=4, text_encoders=True):
-    """A kohya SDXL attention LoRA: attn1/attn2 q, k, v, out of every SDXL transformer block (560 modules)."""
-    tensors = {}
-    for module, shape in attention_modules(synthetic.sdxl_unet()).items():
-        tensors.update(kohya_tensors("lora_unet_" + module.replace(".", "_"), shape, rank))
-    if text_encoders:
-        tensors.update(text_encoder_tensors(rank))
-    return synthetic.write_sparse(path, tensors, metadata={"ss_network_module": "networks.lora"})
-
-
-def text_encoder_tensors(rank, layers=(0, 11)):
-    tensors = {}
-    for encoder, width in (("lora_te1", 768), ("lora_te2", 1280)):
-        for layer in layers:
-            for projection in ("q_proj", "k_proj", "v_proj", "out_proj"):
-                name = f"{encoder}_text_model_encoder_layers_{layer}_self_attn_{projection}"
-                tensors.update(kohya_tensors(name, (width, width), rank))
-            tensors.update(
-                kohya_tensors(f"{encoder}_text_model_encoder_layers_{layer}_mlp_fc1", (width * 4, width), rank)
-            )
-            tensors.update(
-                kohya_tensors(f"{encoder}_text_model_encoder_layers_{layer}_mlp_fc2", (width, width * 4), rank)
-            )
-    return tensors
-
-
-def sd15_lora(path, rank=4, context=768):
-    """A kohya SD 1.5 attention LoRA (diffusers block names, as kohya writes SD 1.x files) with its text encoder."""
-    tensors = {}
-    widths = {"down": (320, 640, 1280), "up": (1280, 640, 320)}
-    blocks = [
-        (f"down_blocks_{level}_attentions_{item}", widths["down"][level]) for level in range(3) for item in (0, 1)
-    ]
-    blocks += [
-        (f"up_blocks_{level}_attentions_{item}", widths["up"][level - 1]) for level in (1, 2, 3) for item in (0, 1, 2)
-    ]
-    blocks.append(("mid_block_attentions_0", 1280))
-    for block, width in blocks:
-        base = f"lora_unet_{block}_transformer_blocks_0"
-        for attention, fan_in in (("attn1", width), ("attn2", width)):
-            for projection in ("to_q", "to_k", "to_v", "to_out_0"):
-                source = context if attention == "attn2" and projection in ("to_k", "to_v") else fan_in
-                out = width
-                tensors.update(kohya_tensors(f"{base}_{attention}_{projection}", (out, source), rank))
-    tensors.update(kohya_tensors("lora_te_text_model_encoder_layers_0_self_attn_q_proj", (768, 768), rank))
-    return synthetic.write_sparse(path, tensors, metadata={"ss_network_module": "networks.lora"})
 
 
 def fit(path, unet_keys, family="ssd-1b", label="SSD-1B", **model):
@@ -163,25 +115,6 @@ def test_the_refiner_has_no_clip_l(tmp_path):
 
 
 # --- LyCORIS ----------------------------------------------------------------------------------------------------------
-
-RESBLOCK_CONVS = re.compile(r"\.(in_layers\.2|out_layers\.3)$")
-
-
-def lycoris_tensors(module, shape, kind, rank=4):
-    name = "lora_unet_" + module.replace(".", "_")
-    out, fan_in, kernel = shape[0], shape[1], tuple(shape[2:])
-    if kind == "loha":
-        flat = fan_in * (kernel[0] * kernel[1] if kernel else 1)
-        return {
-            f"{name}.hada_w1_a": (out, rank),
-            f"{name}.hada_w1_b": (rank, flat),
-            f"{name}.hada_w2_a": (out, rank),
-            f"{name}.hada_w2_b": (rank, flat),
-            f"{name}.alpha": (),
-        }
-    if kind == "lokr":
-        return {f"{name}.lokr_w1": (4, 8), f"{name}.lokr_w2": (out // 4, fan_in // 8, *kernel), f"{name}.alpha": ()}
-    return {f"{name}.diff": tuple(shape), f"{name}.diff_b": (out,)}
 
 
 @pytest.mark.parametrize("kind", ["loha", "lokr", "full"])

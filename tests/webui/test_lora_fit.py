@@ -7,8 +7,7 @@ import importlib
 import pytest
 
 from tests import synthetic
-from tests.lora_files import kohya_tensors, lcm_lora_file
-from tests.unit.test_lora_fit import kohya_attention_lora, sd15_lora
+from tests.lora_files import kohya_attention_lora, kohya_tensors, lcm_lora_file, sd15_lora
 from tests.webui.test_panel import build, field, generate
 
 INFOTEXT_KEY = "SSD-1B LoRA fit"
