@@ -18,8 +18,19 @@ def sdxl_unet() -> dict[str, tuple[int, ...]]:
     return synthetic.sdxl_unet()
 
 
+REFINER_MODEL_CHANNELS = 384
+
+
 def sdxl_text_encoders() -> dict[str, tuple[int, ...]]:
     return synthetic.text_encoders_only()
+
+
+def refiner_unet() -> dict[str, tuple[int, ...]]:
+    return synthetic.refiner_unet()
+
+
+def refiner_text_encoder() -> dict[str, tuple[int, ...]]:
+    return {key: shape for key, shape in synthetic.refiner_checkpoint().items() if key.startswith("conditioner.")}
 
 
 def sd1_unet() -> dict[str, tuple[int, ...]]:

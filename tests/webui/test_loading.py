@@ -415,3 +415,39 @@ def test_without_a_writable_config_copy_the_host_config_is_used_and_the_load_sti
     assert model.used_config == host.config.config_sdxl
     assert unet_keys(model) == set(synthetic.vega_unet())
     assert "read-only file system" in capsys.readouterr().out
+
+
+# --- the SDXL refiner with a distilled base ---------------------------------------------------------------------
+
+REFINER_PARAMS = 2_259_526_660
+
+
+@pytest.mark.parametrize("host_version", ["1.6.0", "1.10.1", "dev"])
+def test_a_distilled_base_and_the_refiner_switch_exactly_in_every_generation(host, capsys):
+    """What A1111 v1.6+ does with a refiner: base → refiner inside each image, back to the base for the next one."""
+    refiner = host.add_checkpoint("sd_xl_refiner_1.0.safetensors", synthetic.refiner_checkpoint())
+    custom = host.add_checkpoint("custom.safetensors", checkpoint(synthetic.pruned_unet(CUSTOM)))
+    sd_models = host.sd_models
+    for base, label, reference in (
+        (host.ssd_1b, "SSD-1B", synthetic.ssd_1b_unet()),
+        (host.vega, "Segmind Vega", synthetic.vega_unet()),
+        (custom, "Distilled SDXL", synthetic.pruned_unet(CUSTOM)),
+    ):
+        for _generation in range(2):
+            model = sd_models.reload_model_weights(info=base)
+            assert unet_keys(model) == set(reference)
+            model = sd_models.reload_model_weights(info=refiner)
+            assert unet_keys(model) == set(synthetic.refiner_unet())
+            report = host.loading.current_report()
+            assert (report["family"], report["unet_params"], report["missing"], report["unexpected"]) == (
+                "sdxl-refiner",
+                REFINER_PARAMS,
+                [],
+                [],
+            )
+        out = capsys.readouterr().out.splitlines()
+        assert out.count(log_line("SDXL Refiner", REFINER_PARAMS, refiner.title)) == 2
+        assert (
+            sum(line.startswith(f"[ssd1b] {label} UNet:") and "0 missing / 0 unexpected" in line for line in out) == 2
+        )
+        assert not [line for line in out if "Traceback" in line or "error" in line.lower()]

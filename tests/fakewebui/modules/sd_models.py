@@ -338,13 +338,14 @@ def build_first_stage_model():
     return torch.nn.Module()
 
 
-def _wrapped_text_encoders():
-    """SDXL's CLIP-L and OpenCLIP bigG (real names and shapes, on meta), each inside a wrapper with `.wrapped`, as
+def _wrapped_text_encoders(shapes):
+    """The text encoders of `shapes` (real names and shapes, on meta), each inside a wrapper with `.wrapped`, as
     A1111's hijack leaves them after a load (`FrozenCLIPEmbedderForSDXLWithCustomWords(embedder, ...)`)."""
+    count = len({key.split(".")[2] for key in shapes})
     embedders = []
-    for index in range(2):
+    for index in range(count):
         wrapper = torch.nn.Module()
-        wrapper.wrapped = build_meta_tree(layouts.sdxl_text_encoders(), f"conditioner.embedders.{index}.")
+        wrapper.wrapped = build_meta_tree(shapes, f"conditioner.embedders.{index}.")
         embedders.append(wrapper)
     return embedders
 
@@ -356,12 +357,15 @@ class DiffusionEngine(torch.nn.Module):
     `first_stage_model.decode(z)` / `.encode(x)`; A1111's sd_models_xl adds `get_first_stage_encoding` (identity).
     """
 
-    def __init__(self, **params):
+    def __init__(self, model_channels=320, **params):
         super().__init__()
+        refiner = model_channels == layouts.REFINER_MODEL_CHANNELS
         self.model = torch.nn.Module()
-        self.model.diffusion_model = build_meta_tree(layouts.sdxl_unet(), layouts.UNET_PREFIX)
+        unet = layouts.refiner_unet() if refiner else layouts.sdxl_unet()
+        self.model.diffusion_model = build_meta_tree(unet, layouts.UNET_PREFIX)
         self.conditioner = torch.nn.Module()
-        self.conditioner.embedders = torch.nn.ModuleList(_wrapped_text_encoders())
+        encoders = layouts.refiner_text_encoder() if refiner else layouts.sdxl_text_encoders()
+        self.conditioner.embedders = torch.nn.ModuleList(_wrapped_text_encoders(encoders))
         self.first_stage_model = build_first_stage_model()
         self.scale_factor = 0.13025
         self.disable_first_stage_autocast = True
@@ -398,12 +402,18 @@ MODEL_CLASSES = {
 
 
 def read_config(path):
-    """Stands in for OmegaConf.load: the fake configs only carry the model's `target`."""
+    """Stands in for OmegaConf.load: the fake configs carry the model's `target` and, for the refiner, the UNet's
+    `model_channels` (384; the base config leaves sgm's SDXL default, 320)."""
+    target, params = None, {}
     with open(path, encoding="utf-8") as file:
         for line in file:
             if line.startswith("  target:"):
-                return {"model": {"target": line.split(":", 1)[1].strip(), "params": {}}}
-    raise ValueError(f"no model target in {path}")
+                target = line.split(":", 1)[1].strip()
+            elif line.strip().startswith("model_channels:"):
+                params["model_channels"] = int(line.split(":", 1)[1])
+    if target is None:
+        raise ValueError(f"no model target in {path}")
+    return {"model": {"target": target, "params": params}}
 
 
 def instantiate_from_config(config, state_dict=None):
