@@ -129,14 +129,15 @@ def attention_modules(unet_keys):
     return {module: shape for module, shape in weight_shapes(unet_keys).items() if ATTENTION.search(module)}
 
 
-def kohya_attention_lora(path, rank=4, text_encoders=True):
-    """A kohya SDXL attention LoRA: attn1/attn2 q, k, v, out of every SDXL transformer block (560 modules)."""
+def kohya_attention_lora(path, rank=4, text_encoders=True, unet_keys=None, write=synthetic.write_sparse):
+    """A kohya SDXL attention LoRA: attn1/attn2 q, k, v, out of every transformer block of `unet_keys` (SDXL's by
+    default: 560 modules)."""
     tensors = {}
-    for module, shape in attention_modules(synthetic.sdxl_unet()).items():
+    for module, shape in attention_modules(unet_keys or synthetic.sdxl_unet()).items():
         tensors.update(kohya_tensors("lora_unet_" + module.replace(".", "_"), shape, rank))
     if text_encoders:
         tensors.update(text_encoder_tensors(rank))
-    return synthetic.write_sparse(path, tensors, metadata={"ss_network_module": "networks.lora"})
+    return write(path, tensors, metadata={"ss_network_module": "networks.lora"})
 
 
 def text_encoder_tensors(rank, layers=(0, 11)):
@@ -155,7 +156,7 @@ def text_encoder_tensors(rank, layers=(0, 11)):
     return tensors
 
 
-def sd15_lora(path, rank=4, context=768):
+def sd15_lora(path, rank=4, context=768, write=synthetic.write_sparse):
     """A kohya SD 1.5 attention LoRA (diffusers block names, as kohya writes SD 1.x files) with its text encoder."""
     tensors = {}
     widths = {"down": (320, 640, 1280), "up": (1280, 640, 320)}
@@ -174,7 +175,7 @@ def sd15_lora(path, rank=4, context=768):
                 out = width
                 tensors.update(kohya_tensors(f"{base}_{attention}_{projection}", (out, source), rank))
     tensors.update(kohya_tensors("lora_te_text_model_encoder_layers_0_self_attn_q_proj", (768, 768), rank))
-    return synthetic.write_sparse(path, tensors, metadata={"ss_network_module": "networks.lora"})
+    return write(path, tensors, metadata={"ss_network_module": "networks.lora"})
 
 
 RESBLOCK_CONVS = re.compile(r"\.(in_layers\.2|out_layers\.3)$")
@@ -195,3 +196,19 @@ def lycoris_tensors(module, shape, kind, rank=4):
     if kind == "lokr":
         return {f"{name}.lokr_w1": (4, 8), f"{name}.lokr_w2": (out // 4, fan_in // 8, *kernel), f"{name}.alpha": ()}
     return {f"{name}.diff": tuple(shape), f"{name}.diff_b": (out,)}
+
+
+def write_random_weights(path, shapes, metadata=None):
+    """A real safetensors file (fp16, small random values; alphas equal to the rank) for a host that loads it."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(0)
+    tensors = {}
+    for name, shape in shapes.items():
+        if name.endswith(".alpha"):
+            tensors[name] = torch.tensor(4.0, dtype=torch.float16)
+        else:
+            tensors[name] = (torch.randn(tuple(shape), generator=generator) * 0.05).to(torch.float16)
+    save_file(tensors, str(path), metadata=dict(metadata or {}))
+    return path

@@ -21,7 +21,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXTENSION_LINK_NAME = "sd-webui-ssd1b"
 STARTUP_CHECKPOINT = "sdxl.safetensors"
-REQUIRED_CHECKPOINTS = ("sdxl.safetensors", "ssd1b.safetensors", "vega.safetensors")
+REQUIRED_CHECKPOINTS = ("sdxl.safetensors", "ssd1b.safetensors", "vega.safetensors", "xl-refiner.safetensors")
 FIXED_ARGS = (
     "--skip-prepare-environment",
     "--skip-install",
@@ -90,6 +90,8 @@ class WebUI:
     log: ServerLog
     process: subprocess.Popen[bytes]
     created_link: Path | None = field(default=None)
+    lora_dir: Path | None = field(default=None)
+    """The server's `--lora-dir`: a folder of this session's own, for the random-weight LoRAs the tests write."""
 
     def request(self, method: str, path: str, body: object | None = None, timeout: float = 900) -> object:
         """JSON in, JSON out; an HTTP error becomes an AssertionError with the body and the log's tail."""
@@ -150,7 +152,7 @@ class LaunchSettings:
         missing = [name for name in REQUIRED_CHECKPOINTS if not (self.checkpoint_dir / name).is_file()]
         return [f"missing in {self.checkpoint_dir}: {', '.join(missing)}"] if missing else []
 
-    def command(self, settings_file: Path) -> list[str]:
+    def command(self, settings_file: Path, lora_dir: Path) -> list[str]:
         return [
             self.python,
             "launch.py",
@@ -163,6 +165,8 @@ class LaunchSettings:
             str(self.models / "VAE"),
             "--ui-settings-file",
             str(settings_file),
+            "--lora-dir",
+            str(lora_dir),
             "--ckpt",
             str(self.checkpoint_dir / STARTUP_CHECKPOINT),
             *self.host_args,
@@ -197,11 +201,13 @@ def start(launch: LaunchSettings, work_dir: Path) -> WebUI:
     (launch.models / "VAE").mkdir(exist_ok=True)
     settings_file = work_dir / "config.json"
     settings_file.write_text(json.dumps(SETTINGS))
+    lora_dir = work_dir / "Lora"
+    lora_dir.mkdir(exist_ok=True)
     log = ServerLog(work_dir / "server.log")
     created_link = link_extension(launch.webui_dir)
     with log.path.open("wb") as log_file:
         process = subprocess.Popen(
-            launch.command(settings_file),
+            launch.command(settings_file, lora_dir),
             cwd=launch.webui_dir,
             env={**SERVER_ENV, **os.environ, "PYTHONUNBUFFERED": "1"},
             stdin=subprocess.DEVNULL,
@@ -209,7 +215,7 @@ def start(launch: LaunchSettings, work_dir: Path) -> WebUI:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = WebUI(f"http://127.0.0.1:{launch.port}", log, process, created_link)
+    server = WebUI(f"http://127.0.0.1:{launch.port}", log, process, created_link, lora_dir)
     try:
         _wait_until_ready(server, time.monotonic() + launch.timeout)
     except BaseException:
