@@ -98,7 +98,7 @@ def network_fit(name: str, model: Any, quiet: bool = False) -> NetworkFit | None
         family, label = model_family(model)
         try:
             return cached_fit(path, name, loaded_modules(model), family, label)
-        except (HeaderError, OSError) as error:
+        except (HeaderError, OSError, UnreadableModelError) as error:
             problem = str(error)
     if not quiet:
         print(f"{LOG_PREFIX} LoRA fit: {name} not checked: {problem}")
@@ -147,13 +147,20 @@ def _find_in_lora_dir(name: str) -> Path | None:
     return candidates[0] if candidates else None
 
 
+class UnreadableModelError(ValueError):
+    """The loaded model's parameters are not named the way A1111 names them (another host's model classes)."""
+
+
 def loaded_modules(model: Any) -> ModelModules:
     """The model's module set, computed once per loaded checkpoint and kept on the model."""
     checkpoint = getattr(getattr(model, "sd_checkpoint_info", None), "filename", None)
     cached = getattr(model, MODULES_ATTR, None)
     if cached is not None and cached[0] == checkpoint:
         return cached[1]
-    modules = model_modules((name, tuple(parameter.shape)) for name, parameter in model.named_parameters())
+    parameters = getattr(model, "named_parameters", None)
+    modules = model_modules((name, tuple(p.shape)) for name, p in parameters()) if callable(parameters) else None
+    if modules is None or not any(encoder == "unet" for encoder, _ in modules.modules):
+        raise UnreadableModelError("the loaded model has no UNet parameters under A1111's names")
     setattr(model, MODULES_ATTR, (checkpoint, modules))
     return modules
 

@@ -120,3 +120,15 @@ def test_the_panel_shows_the_fit_of_the_prompt_being_typed(lora_host):
     ]
     page.set(page.block("img2img_prompt"), "plain")
     assert field(page, "ssd1b-img2img-lora-fit") == "No LoRA in the prompt."
+
+
+def test_a_model_without_a1111_names_is_not_reported_as_a_loss(lora_host, capsys):
+    """Another host's model classes (Forge's) name their parameters differently: no false 0%, one console line."""
+    import torch
+
+    lora_host.module("shared").sd_model = torch.nn.Linear(2, 2)
+    p, infotext = run(lora_host, "<lora:style_x:1>")
+    assert INFOTEXT_KEY not in infotext and not p.comments
+    assert "LoRA fit: style_x not checked: the loaded model has no UNet parameters under A1111's names" in (
+        capsys.readouterr().out
+    )
