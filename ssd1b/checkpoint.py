@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -208,8 +209,24 @@ def _decode_json(raw: bytes) -> dict:
 def _loads(raw: bytes) -> object:
     """orjson when the environment has it (gradio, hence every A1111, ships it): 2x faster on big headers."""
     if _orjson is None:
-        return json.loads(raw.decode("utf-8"))
+        document = json.loads(raw.decode("utf-8"))
+        if _SURROGATE_ESCAPE.search(raw):
+            _refuse_lone_surrogates(document)
+        return document
     return _orjson.loads(raw)
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+"""A JSON escape of a UTF-16 surrogate: the only way a header can spell one (UTF-8 text cannot)."""
+
+
+def _refuse_lone_surrogates(document: object) -> None:
+    """Refuse what safetensors' parser (serde_json) and orjson refuse and Python's json accepts: a surrogate escape
+    that is not half of a pair (`"\\udcff"`). A valid pair decodes to one character and passes."""
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError("a string holds a lone surrogate escape (safetensors refuses it)") from error
 
 
 def _dumps(value: object) -> bytes:

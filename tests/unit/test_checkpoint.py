@@ -296,3 +296,16 @@ def test_the_column_check_accepts_exactly_what_the_per_tensor_check_accepts(entr
     assert columns.numels == [info.numel for info in expected]
     runs = [(dtype, start, stop) for dtype, start, stop in columns.dtype_runs for _ in range(stop - start)]
     assert [dtype for dtype, *_ in runs] == columns.dtypes
+
+
+@pytest.mark.parametrize("escape", ["\\udcff", "\\ud83d", "\\uDFFF x", "\\ud83dx"])
+def test_a_lone_surrogate_escape_is_refused_as_safetensors_refuses_it(escape):
+    raw = ('{"a' + escape + '": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}').encode()
+    with pytest.raises(HeaderError, match=r"malformed header: .*surrogate"):
+        parse_header(raw, 8 + len(raw) + 1)
+
+
+def test_a_surrogate_pair_and_an_escaped_backslash_are_fine():
+    raw = b'{"a\\ud83d\\ude00 \\\\udcff": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}'
+    header = parse_header(raw, 8 + len(raw) + 1)
+    assert header.names == ["a\U0001f600 \\udcff"]
