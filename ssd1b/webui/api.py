@@ -17,9 +17,8 @@ Routes (JSON, GET only, prefix /ssd1b/v1):
 The routes are always added (the presets panel may call them), also without `--api`; when the host runs with
 `--api-auth user:password[,…]` they ask for the same HTTP Basic credentials as the host's own API.
 
-The script's `alwayson_scripts` arguments in POST /sdapi/v1/txt2img and /img2img are checked before the host runs
-the request (an ASGI middleware): bad ones answer 422 {"detail": "SSD-1B presets: ..."} instead of a generation
-that silently ignores them.
+Requests the host would get wrong in silence are answered before it runs them by `ssd1b.webui.api_guard` (an ASGI
+middleware added with the routes): bad `alwayson_scripts` arguments of our script (422).
 
 `install()` registers an `on_app_started` callback that adds the routes to the app it is given, once per app
 (FastAPI cannot remove routes, so every app we touched is remembered). `uninstall()` removes the callback and makes
@@ -29,16 +28,16 @@ idempotent. `register(app)` adds the routes to an app directly and returns False
 
 from __future__ import annotations
 
-import json
 import weakref
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from secrets import compare_digest
 from typing import Any
+
+from ssd1b.webui import api_guard
 
 PREFIX = "/ssd1b/v1"
 TAGS = ["sd-webui-ssd1b"]
 NOT_INSTALLED = "sd-webui-ssd1b is not installed (it was unloaded); reload the UI"
-GENERATION_PATHS = frozenset({"/sdapi/v1/txt2img", "/sdapi/v1/img2img"})
 
 _installed = False
 _apps: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -54,6 +53,7 @@ def install() -> None:
     script_callbacks.remove_callbacks_for_function(on_app_started)
     script_callbacks.on_app_started(on_app_started)
     _installed = True
+    api_guard.enabled = True
 
 
 def uninstall() -> None:
@@ -65,6 +65,7 @@ def uninstall() -> None:
     else:
         script_callbacks.remove_callbacks_for_function(on_app_started)
     _installed = False
+    api_guard.enabled = False
 
 
 def on_app_started(_demo: Any, app: Any) -> None:
@@ -80,97 +81,9 @@ def register(app: Any) -> bool:
         app.add_api_route(
             PREFIX + path, endpoint, methods=["GET"], tags=TAGS, dependencies=dependencies, response_model=None
         )
-    _add_script_args_guard(app)
+    api_guard.add_to(app)
     _apps.add(app)
     return True
-
-
-# --- alwayson_scripts argument check -------------------------------------------------------------------------------
-
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-
-def _add_script_args_guard(app: Any) -> None:
-    """Insert the guard into a possibly running app, the way A1111's own `setup_middleware` does."""
-    app.middleware_stack = None
-    app.add_middleware(ScriptArgsGuard)
-    app.middleware_stack = app.build_middleware_stack()
-
-
-class ScriptArgsGuard:
-    """Pure ASGI middleware: reads a generation request's body, answers 422 for bad arguments of our script and
-    otherwise replays the body unchanged to the host (BaseHTTPMiddleware would consume it on old Starlette)."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
-        if not (_installed and scope["type"] == "http" and scope["method"] == "POST"):
-            await self.app(scope, receive, send)
-            return
-        if scope["path"] not in GENERATION_PATHS:
-            await self.app(scope, receive, send)
-            return
-        messages, body = await _read_body(receive)
-        problem = script_args_problem(body)
-        if problem is not None:
-            await _send_json(send, 422, {"detail": problem})
-            return
-        pending = iter(messages)
-
-        async def replay() -> Message:
-            return next(pending, None) or await receive()
-
-        await self.app(scope, replay, send)
-
-
-async def _read_body(receive: Receive) -> tuple[list[Message], bytes]:
-    messages: list[Message] = []
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return messages, b"".join(chunks)
-
-
-async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
-    body = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def script_args_problem(body: bytes) -> str | None:
-    """Why the request's arguments for our script are bad, or None (also when the body is not ours to judge:
-    malformed JSON and other fields are left to the host's own validation)."""
-    from ssd1b.webui.panel_logic import SCRIPT_TITLE, ScriptArgsError, parse_script_args
-
-    try:
-        request = json.loads(body or b"null")
-    except ValueError:
-        return None
-    scripts = request.get("alwayson_scripts") if isinstance(request, dict) else None
-    if not isinstance(scripts, dict):
-        return None
-    ours = [value for key, value in scripts.items() if isinstance(key, str) and key.lower() == SCRIPT_TITLE.lower()]
-    if not ours:
-        return None
-    if not isinstance(ours[0], dict):
-        return f'{SCRIPT_TITLE}: alwayson_scripts value must be an object {{"args": [...]}}'
-    from ssd1b.webui import panel
-
-    try:
-        parse_script_args(ours[0].get("args", []), panel.catalog())
-    except ScriptArgsError as error:
-        return str(error)
-    return None
 
 
 # --- endpoints (plain functions: FastAPI runs them in its thread pool) ---------------------------------------------

@@ -1,0 +1,105 @@
+"""Requests A1111 would get wrong in silence, answered before it runs them: a pure ASGI middleware.
+
+- POST /sdapi/v1/txt2img and /img2img: bad `alwayson_scripts` arguments of our script answer 422
+  {"detail": "SSD-1B presets: ..."} instead of a generation that silently ignores them.
+
+Everything else reaches the host byte for byte (the body read here is replayed). `ssd1b.webui.api` adds the
+middleware with its routes and switches it on and off (`enabled`) with the extension.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+GENERATION_PATHS = frozenset({"/sdapi/v1/txt2img", "/sdapi/v1/img2img"})
+
+enabled = False
+"""Set by `ssd1b.webui.api.install()` / `uninstall()`: a middleware cannot be removed from a running app."""
+
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def add_to(app: Any) -> None:
+    """Insert the guard into a possibly running app, the way A1111's own `setup_middleware` does."""
+    app.middleware_stack = None
+    app.add_middleware(ScriptArgsGuard)
+    app.middleware_stack = app.build_middleware_stack()
+
+
+class ScriptArgsGuard:
+    """Pure ASGI middleware: reads a generation request's body, answers 422 for bad arguments of our script and
+    otherwise replays the body unchanged to the host (BaseHTTPMiddleware would consume it on old Starlette)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        if not (enabled and scope["type"] == "http" and scope["method"] == "POST"):
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] not in GENERATION_PATHS:
+            await self.app(scope, receive, send)
+            return
+        messages, body = await _read_body(receive)
+        problem = script_args_problem(body)
+        if problem is not None:
+            await _send_json(send, 422, {"detail": problem})
+            return
+        pending = iter(messages)
+
+        async def replay() -> Message:
+            return next(pending, None) or await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _read_body(receive: Receive) -> tuple[list[Message], bytes]:
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return messages, b"".join(chunks)
+
+
+async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def script_args_problem(body: bytes) -> str | None:
+    """Why the request's arguments for our script are bad, or None (also when the body is not ours to judge:
+    malformed JSON and other fields are left to the host's own validation)."""
+    from ssd1b.webui.panel_logic import SCRIPT_TITLE, ScriptArgsError, parse_script_args
+
+    try:
+        request = json.loads(body or b"null")
+    except ValueError:
+        return None
+    scripts = request.get("alwayson_scripts") if isinstance(request, dict) else None
+    if not isinstance(scripts, dict):
+        return None
+    ours = [value for key, value in scripts.items() if isinstance(key, str) and key.lower() == SCRIPT_TITLE.lower()]
+    if not ours:
+        return None
+    if not isinstance(ours[0], dict):
+        return f'{SCRIPT_TITLE}: alwayson_scripts value must be an object {{"args": [...]}}'
+    from ssd1b.webui import panel
+
+    try:
+        parse_script_args(ours[0].get("args", []), panel.catalog())
+    except ScriptArgsError as error:
+        return str(error)
+    return None
