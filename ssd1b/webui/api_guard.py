@@ -2,6 +2,10 @@
 
 - POST /sdapi/v1/txt2img and /img2img: bad `alwayson_scripts` arguments of our script answer 422
   {"detail": "SSD-1B presets: ..."} instead of a generation that silently ignores them.
+- POST /sdapi/v1/options with an `sd_model_checkpoint` this extension refuses to load (KOALA today), and a
+  txt2img/img2img whose `override_settings` asks for one, answer 422 {"detail": "SSD-1B: <the reason>"} before the
+  host unloads anything. The bare host prints the refusal, answers 200 `null` and keeps the previous model, so
+  every later generation would use a model the client did not ask for.
 
 Everything else reaches the host byte for byte (the body read here is replayed). `ssd1b.webui.api` adds the
 middleware with its routes and switches it on and off (`enabled`) with the extension.
@@ -14,6 +18,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 GENERATION_PATHS = frozenset({"/sdapi/v1/txt2img", "/sdapi/v1/img2img"})
+OPTIONS_PATH = "/sdapi/v1/options"
+GUARDED_PATHS = GENERATION_PATHS | {OPTIONS_PATH}
+REFUSAL_PREFIX = "SSD-1B: "
 
 enabled = False
 """Set by `ssd1b.webui.api.install()` / `uninstall()`: a middleware cannot be removed from a running app."""
@@ -42,11 +49,11 @@ class ScriptArgsGuard:
         if not (enabled and scope["type"] == "http" and scope["method"] == "POST"):
             await self.app(scope, receive, send)
             return
-        if scope["path"] not in GENERATION_PATHS:
+        if scope["path"] not in GUARDED_PATHS:
             await self.app(scope, receive, send)
             return
         messages, body = await _read_body(receive)
-        problem = script_args_problem(body)
+        problem = request_problem(scope["path"], body)
         if problem is not None:
             await _send_json(send, 422, {"detail": problem})
             return
@@ -79,16 +86,36 @@ async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def script_args_problem(body: bytes) -> str | None:
-    """Why the request's arguments for our script are bad, or None (also when the body is not ours to judge:
-    malformed JSON and other fields are left to the host's own validation)."""
-    from ssd1b.webui.panel_logic import SCRIPT_TITLE, ScriptArgsError, parse_script_args
-
+def request_problem(path: str, body: bytes) -> str | None:
+    """Why the request must not reach the host, or None (also when the body is not ours to judge: malformed JSON
+    and other fields are left to the host's own validation)."""
     try:
         request = json.loads(body or b"null")
     except ValueError:
         return None
-    scripts = request.get("alwayson_scripts") if isinstance(request, dict) else None
+    if not isinstance(request, dict):
+        return None
+    if path == OPTIONS_PATH:
+        return checkpoint_problem(request.get("sd_model_checkpoint"))
+    overrides = request.get("override_settings")
+    refused = checkpoint_problem(overrides.get("sd_model_checkpoint")) if isinstance(overrides, dict) else None
+    return refused or script_args_problem(request)
+
+
+def checkpoint_problem(title: object) -> str | None:
+    from ssd1b.webui import loading
+
+    if not isinstance(title, str) or not title:
+        return None
+    reason = loading.refusal_for_title(title)  # matched as the host matches it, unstripped
+    return REFUSAL_PREFIX + reason if reason else None
+
+
+def script_args_problem(request: dict[str, Any]) -> str | None:
+    """Why the request's arguments for our script are bad, or None."""
+    from ssd1b.webui.panel_logic import SCRIPT_TITLE, ScriptArgsError, parse_script_args
+
+    scripts = request.get("alwayson_scripts")
     if not isinstance(scripts, dict):
         return None
     ours = [value for key, value in scripts.items() if isinstance(key, str) and key.lower() == SCRIPT_TITLE.lower()]

@@ -242,12 +242,32 @@ def classify_file(filename: str) -> Classification | None:
 
 
 def _refuse_unbuildable(checkpoint: Classification, title: str) -> None:
+    reason = refusal(checkpoint, title)
+    if reason is not None:
+        raise UnsupportedModelError(f"{LOG_PREFIX} {reason}")
+
+
+def refusal(checkpoint: Classification, title: str) -> str | None:
+    """Why this extension will not let the host load `checkpoint`, or None when it may."""
     family = checkpoint.info
-    if family.distilled and not family.prunable:
-        raise UnsupportedModelError(
-            f"{LOG_PREFIX} {title} is a {family.label} checkpoint and is not loaded: {family.note}. "
-            "A1111 can only build it as an SDXL UNet, which would leave the blocks it cannot match random or zero."
-        )
+    if not (family.distilled and not family.prunable):
+        return None
+    return (
+        f"{title} is a {family.label} checkpoint and is not loaded: {family.note}. "
+        "A1111 can only build it as an SDXL UNet, which would leave the blocks it cannot match random or zero."
+    )
+
+
+def refusal_for_title(title: str) -> str | None:
+    """`refusal` for a checkpoint of the host's model list named as the API names it (title, file name, hash);
+    None for one the host does not know (its own answer stands) or that is not a readable safetensors file."""
+    if not _installed or host.probe().manages_loading:
+        return None
+    from modules import sd_models
+
+    info = sd_models.get_closet_checkpoint_match(title)
+    checkpoint = classify_file(info.filename) if info is not None else None
+    return refusal(checkpoint, _title(info)) if checkpoint is not None else None
 
 
 def distilled_config(source: str, family: str, signature: DepthSignature) -> str:

@@ -251,3 +251,64 @@ def test_after_uninstall_the_guard_lets_everything_through(host):
     body = generation([True, "No such preset"])
     response = host.client.post("/sdapi/v1/txt2img", json=body)
     assert json.loads(response.json()["raw"]) == body
+
+
+# --- refused checkpoint switches ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def refusing_host(host):
+    """The host with the loading hooks, a KOALA checkpoint the extension refuses and an SSD-1B it loads."""
+    from tests.webui import layouts
+
+    host.module("ssd1b.webui.loading").install()
+    host.koala = host.add_checkpoint("koala700m.safetensors", synthetic.full_checkpoint(layouts.koala_unet(5)))
+    host.ssd_1b = host.add_checkpoint("SSD-1B.safetensors", synthetic.full_checkpoint(synthetic.ssd_1b_unet()))
+    host.received = []
+
+    async def echo(request: Request) -> dict:
+        host.received.append((request.url.path, json.loads(await request.body())))
+        return {"ok": True}
+
+    for path in ("/sdapi/v1/options", "/sdapi/v1/txt2img", "/sdapi/v1/img2img"):
+        host.app.add_api_route(path, echo, methods=["POST"])
+    return host
+
+
+@pytest.mark.parametrize("host_version", ["1.6.0", "1.10.1", "dev"])
+@pytest.mark.parametrize("name", ["koala700m.safetensors", "koala700m"])
+def test_setting_an_unbuildable_checkpoint_answers_422_before_the_host_runs(refusing_host, name):
+    response = refusing_host.client.post("/sdapi/v1/options", json={"sd_model_checkpoint": name, "CLIP_stop_at": 2})
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith(f"SSD-1B: {refusing_host.koala.title} is a KOALA-700M checkpoint and is not loaded")
+    assert "one ResBlock per level" in detail
+    assert refusing_host.received == []
+
+
+@pytest.mark.parametrize("path", ["/sdapi/v1/txt2img", "/sdapi/v1/img2img"])
+def test_a_generation_overriding_to_an_unbuildable_checkpoint_answers_422(refusing_host, path):
+    body = {"prompt": "a cat", "override_settings": {"sd_model_checkpoint": "koala700m"}}
+    response = refusing_host.client.post(path, json=body)
+    assert response.status_code == 422
+    assert "KOALA-700M" in response.json()["detail"]
+    assert refusing_host.received == []
+
+
+def test_buildable_and_unknown_checkpoints_reach_the_host_unchanged(refusing_host):
+    bodies = [
+        ("/sdapi/v1/options", {"sd_model_checkpoint": "SSD-1B.safetensors"}),
+        ("/sdapi/v1/options", {"sd_model_checkpoint": "not in the list"}),
+        ("/sdapi/v1/options", {"sd_model_checkpoint": 5, "samples_save": False}),
+        ("/sdapi/v1/txt2img", {"prompt": "x", "override_settings": {"sd_model_checkpoint": "SSD-1B"}}),
+        ("/sdapi/v1/txt2img", {"prompt": "x", "override_settings": "odd"}),
+    ]
+    for path, body in bodies:
+        assert refusing_host.client.post(path, json=body).status_code == 200
+    assert refusing_host.received == bodies
+
+
+def test_without_the_loading_hooks_nothing_is_refused(refusing_host):
+    refusing_host.module("ssd1b.webui.loading").uninstall()
+    body = {"sd_model_checkpoint": "koala700m"}
+    assert refusing_host.client.post("/sdapi/v1/options", json=body).status_code == 200
