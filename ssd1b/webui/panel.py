@@ -46,7 +46,7 @@ from ssd1b import inspect as inspect_core
 from ssd1b import presets as presets_core
 from ssd1b.families import FAMILIES
 from ssd1b.options import option_value
-from ssd1b.webui import host, lora_fit
+from ssd1b.webui import host, loading, lora_fit
 from ssd1b.webui.panel_logic import (
     ARGS,
     SCRIPT_TITLE,
@@ -472,12 +472,18 @@ class HostEvents:
         return [*self.updates({"width": width, "height": height}), text]
 
     def selected(self, checkpoint_title: str, *values: Any) -> list[Any]:
-        """The checkpoint dropdown changed: a new family line; the family's default preset when the option is on."""
+        """The checkpoint dropdown changed: a new family line; the family's default preset when the option is on;
+        a checkpoint the extension refuses to load is said in the page (the host only prints it to the console)."""
         line = gr.update(value=family_line(checkpoint_title))
+        refused = loading.refusal_for_title(checkpoint_title) if checkpoint_title else None
+        if refused:
+            if self.tab == "txt2img":  # both tabs' panels hear the change: one toast
+                gr.Warning(f"SSD-1B: {refused}")
+            return [line, gr.update(), *self.updates({}), f"Not loaded: {refused}"]
         family = family_of_path(checkpoint_path(checkpoint_title))
         preset = presets_core.default_preset_for(family) if is_distilled(family) else None
         if preset is None or not apply_on_select_enabled():
-            return [line, gr.update(), *self.updates({}), gr.update()]
+            return [line, gr.update(), *self.updates({}), ""]  # a refusal said before no longer applies
         plan = plan_apply(preset, self.current(values), self.side)
         status = f"{family_label(family)} selected. {summary(preset, plan)}"
         return [line, gr.update(value=preset.name), *self.updates(plan.values), status]
