@@ -132,3 +132,13 @@ def test_a_model_without_a1111_names_is_not_reported_as_a_loss(lora_host, capsys
     assert "LoRA fit: style_x not checked: the loaded model has no UNet parameters under A1111's names" in (
         capsys.readouterr().out
     )
+
+
+def test_a_lora_added_by_a_preset_is_checked_against_the_loaded_model(lora_host):
+    """The SSD-1B LCM preset applied at generation on Vega: its LoRA is added in before_process, then checked."""
+    lora_host.sd_models.reload_model_weights(info=lora_host.vega)
+    page = build(lora_host)
+    p, infotext = generate(lora_host, page, [True, "SSD-1B + LCM-LoRA", True], prompt="a cat")
+    assert "<lora:lcm_ssd:1>" in p.all_prompts[0]
+    assert f"{INFOTEXT_KEY}: " in infotext
+    assert "lcm_ssd wrong LCM-LoRA, use segmind/Segmind-VegaRT" in infotext
