@@ -24,6 +24,8 @@ TEXT_ENCODER_PREFIXES = ("conditioner.embedders.", "cond_stage_model.")
 
 RESBLOCK_ONLY = -1
 """`DepthSignature.middle` value of a middle block that holds a single ResBlock (SSD-1B, Vega)."""
+NO_MIDDLE = -2
+"""`DepthSignature.middle` value of a UNet without a middle block (KOALA-700M); ComfyUI writes the same -2."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,8 @@ class DepthSignature:
     """Transformer blocks per UNet block.
 
     `input` and `output` hold one count per input/output block (0 where a block has no transformer);
-    `middle` is the middle block's transformer depth, or `RESBLOCK_ONLY` when it is a single ResBlock.
+    `middle` is the middle block's transformer depth, `RESBLOCK_ONLY` when it is a single ResBlock, `NO_MIDDLE` when
+    there is none.
     """
 
     input: tuple[int, ...]
@@ -43,7 +46,7 @@ class DepthSignature:
         if len(self.input) != len(other.input) or len(self.output) != len(other.output):
             return False
         pairs = zip(self.input + self.output, other.input + other.output, strict=True)
-        middle_ok = self.middle == RESBLOCK_ONLY or 1 <= self.middle <= other.middle
+        middle_ok = self.middle in (RESBLOCK_ONLY, NO_MIDDLE) or 1 <= self.middle <= other.middle
         return middle_ok and all(_truncates(mine, theirs) for mine, theirs in pairs)
 
     def to_json(self) -> dict[str, object]:
@@ -71,6 +74,9 @@ class Family:
     distilled: bool = False
     prunable: bool = False
     """Reachable by deleting blocks of the SDXL base UNet (the way this extension builds it)."""
+    configured: bool = False
+    """Built from a UNet config generated for its own structure (`ssd1b.unet_config`), then pruned where a config
+    cannot say it (KOALA: one ResBlock per level)."""
     signature: DepthSignature | None = None
     note: str = ""
 
@@ -82,22 +88,8 @@ FAMILIES: dict[str, Family] = {
         Family("ssd-1b", "SSD-1B", "sdxl", distilled=True, prunable=True, signature=SSD_1B_SIGNATURE),
         Family("segmind-vega", "Segmind Vega", "sdxl", distilled=True, prunable=True, signature=VEGA_SIGNATURE),
         Family("sdxl-distilled", "Distilled SDXL", "sdxl", distilled=True, prunable=True),
-        Family(
-            "koala-700m",
-            "KOALA-700M",
-            "koala",
-            distilled=True,
-            note="KOALA keeps one ResBlock per level (6 input and 6 output blocks): it is a different UNet "
-            "design, not SDXL with blocks removed, so it cannot be built by pruning SDXL",
-        ),
-        Family(
-            "koala-1b",
-            "KOALA-1B",
-            "koala",
-            distilled=True,
-            note="KOALA keeps one ResBlock per level (6 input and 6 output blocks): it is a different UNet "
-            "design, not SDXL with blocks removed, so it cannot be built by pruning SDXL",
-        ),
+        Family("koala-700m", "KOALA-700M", "koala", distilled=True, configured=True),
+        Family("koala-1b", "KOALA-1B", "koala", distilled=True, configured=True),
         Family("sdxl-refiner", "SDXL Refiner", "sdxl-refiner"),
         Family("sdxl-inpaint", "SDXL Inpainting", "sdxl-inpaint"),
         Family("sd1", "SD 1.x", "sd1"),
@@ -309,6 +301,8 @@ class _BlockStructure:
     def _middle(self) -> int:
         if ("middle_block", 1) in self.depths:
             return self.depths[("middle_block", 1)]
+        if not self.counts["middle_block"]:
+            return NO_MIDDLE
         return 0 if self.counts["middle_block"] >= 2 else RESBLOCK_ONLY
 
 

@@ -2,8 +2,8 @@
 
 Works on any module tree with the ldm naming (`input_blocks[i][1].transformer_blocks`, `middle_block`,
 `output_blocks[i][1].transformer_blocks`), typically built on the meta device, so removing blocks costs
-nothing. Only whole trailing transformer blocks and the middle block's tail are removed; anything else a
-checkpoint lacks is a structural mismatch that `unet_key_diff` reports.
+nothing. Only whole trailing transformer blocks and the middle block's tail (or all of it: KOALA-700M) are removed;
+anything else a checkpoint lacks is a structural mismatch that `unet_key_diff` reports.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ssd1b.families import RESBLOCK_ONLY, UNET_PREFIX, DepthSignature, signature_from_keys
+from ssd1b.families import NO_MIDDLE, RESBLOCK_ONLY, UNET_PREFIX, DepthSignature, signature_from_keys
 
 
 class PruneError(ValueError):
@@ -44,7 +44,9 @@ def _truncate_transformer(block: nn.Module, depth: int) -> None:
 
 
 def _prune_middle(middle_block: nn.Sequential, depth: int) -> None:
-    if depth == RESBLOCK_ONLY:
+    if depth == NO_MIDDLE:
+        del middle_block[:]  # sgm's forward passes through an empty TimestepEmbedSequential unchanged
+    elif depth == RESBLOCK_ONLY:
         del middle_block[1:]
     else:
         del middle_block[1].transformer_blocks[depth:]

@@ -35,6 +35,30 @@ def ssd_1b_unet() -> dict[str, tuple[int, ...]]:
     return dict(_load("unet_ssd_1b_ldm_keys.json"))
 
 
+def koala_unet(size: str = "700m") -> dict[str, tuple[int, ...]]:
+    """KOALA-700M or -1B (sgm's UNetModel with one ResBlock per level; the 700M without a middle block)."""
+    return dict(_load(f"unet_koala_{size}_ldm_keys.json"))
+
+
+KOALA_DIFFUSERS_NUMBERING = {
+    "input_blocks": {0: 0, 1: 1, 2: 3, 3: 4, 4: 6, 5: 7},
+    "output_blocks": {0: 0, 1: 1, 2: 3, 3: 4, 4: 6, 5: 7},
+}
+"""Where diffusers' SDXL → single-file script puts KOALA's blocks: it assumes two ResBlocks per level
+(`input_blocks.{3*i+j+1}`, downsamplers at `3*(i+1)`, `output_blocks.{3*i+j}`), so the numbering has holes."""
+
+
+def holed_koala_unet(size: str = "700m") -> dict[str, tuple[int, ...]]:
+    """KOALA numbered the way diffusers' converter writes it: no single-file UNet builder can build that."""
+    result = {}
+    for key, shape in koala_unet(size).items():
+        parts = key.split(".")
+        if parts[2] in KOALA_DIFFUSERS_NUMBERING:
+            parts[3] = str(KOALA_DIFFUSERS_NUMBERING[parts[2]][int(parts[3])])
+        result[".".join(parts)] = shape
+    return result
+
+
 def refiner_unet() -> dict[str, tuple[int, ...]]:
     return dict(_load("unet_sdxl_refiner_ldm_keys.json"))
 

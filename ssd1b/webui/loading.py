@@ -35,8 +35,9 @@ from typing import Any
 
 from ssd1b import inspect as inspector
 from ssd1b.checkpoint import HeaderError
-from ssd1b.families import UNET_PREFIX, Classification, DepthSignature, classify, signature_from_keys
+from ssd1b.families import UNET_PREFIX, Classification, DepthSignature, KeyIndex, classify_index, signature_from_keys
 from ssd1b.prune import KeyDiff, PruneError, count_parameters, prune_unet, unet_key_diff
+from ssd1b.unet_config import StructureError, UNetStructure, network_params, rewrite_network_params, structure_of
 from ssd1b.webui import host
 
 LOG_PREFIX = "[ssd1b]"
@@ -48,8 +49,11 @@ HOOK_MARK = "_ssd1b_hook"
 # `sd_models_config` names of the host's SDXL base configs (v-prediction exists on dev only).
 SDXL_BASE_CONFIG_NAMES = ("config_sdxl", "config_sdxlv")
 # Families whose UNet keys must equal the checkpoint's exactly; anything else is only reported.
-VERIFIED_ARCHITECTURES = frozenset({"sdxl", "sdxl-inpaint", "sdxl-refiner"})
+VERIFIED_ARCHITECTURES = frozenset({"sdxl", "sdxl-inpaint", "sdxl-refiner", "koala"})
+SDXL_FAMILY_ARCHITECTURES = frozenset({"sdxl", "koala"})
+"""Built on sgm's SDXL UNet and conditioner: `is_sdxl`, and for distilled ones `is_ssd` / ModelType.SSD."""
 SDXL_TEXT_ENCODER_PREFIX = "conditioner.embedders."
+SDXL_SECOND_TEXT_ENCODER = "conditioner.embedders.1."
 # `model.model_type` by whether the family is distilled (only where `sd_models.ModelType` exists).
 MODEL_TYPE_BY_DISTILLED = {True: "SSD", False: "SDXL"}
 CONFIG_SUBDIR = ("cache", "ssd1b")
@@ -164,13 +168,15 @@ def _find_checkpoint_config(original: Callable[..., str], state_dict: Mapping[st
     config = original(state_dict, info)
     if state_dict is None or not _is_sdxl_base_config(config):
         return config  # a config the user placed next to the checkpoint, or not SDXL: the host's choice stands
-    checkpoint = classify(_shapes(state_dict))
+    index = _index(_shapes(state_dict))
+    checkpoint = classify_index(index)
     family = checkpoint.info
-    if not (family.distilled and family.prunable and checkpoint.depths is not None):
+    structure = _generated_structure(checkpoint, index)
+    if checkpoint.depths is None or not (structure is not None or (family.distilled and family.prunable)):
         return config
     try:
-        return distilled_config(config, checkpoint.family, checkpoint.depths)
-    except (OSError, ModelLoadError) as error:  # the load still prunes and verifies; only the rebuild is at risk
+        return distilled_config(config, checkpoint.family, checkpoint.depths, structure)
+    except (OSError, ModelLoadError, StructureError) as error:  # the load still verifies: a wrong build is refused
         print(f"{LOG_PREFIX} warning: no config of its own for {family.label} ({error}); using {config}")
         return config
 
@@ -181,12 +187,13 @@ def _load_model_weights(original: Callable[..., Any], model: Any, checkpoint_inf
 
         state_dict = sd_models.get_checkpoint_state_dict(checkpoint_info, timer)
     shapes = _shapes(state_dict)
-    checkpoint = classify(shapes)
-    _refuse_unbuildable(checkpoint, _title(checkpoint_info))
+    index = _index(shapes)
+    checkpoint = classify_index(index)
+    _refuse_unbuildable(checkpoint, index, _title(checkpoint_info))
     checkpoint_keys = [key for key in shapes if key.startswith(UNET_PREFIX)]  # the host consumes state_dict
     verified = _is_verified(checkpoint, shapes)
     if verified:
-        _fit_unet(model, checkpoint, _title(checkpoint_info))
+        _fit_unet(model, checkpoint, index, _title(checkpoint_info))
         _require_exact(model, checkpoint_keys, checkpoint, _title(checkpoint_info))
         setattr(model, SIGNATURE_ATTR, checkpoint.depths)
 
@@ -226,36 +233,69 @@ def _preflight(sd_model: Any = None, info: Any = None, *_: Any, **__: Any) -> No
         return
     if current is not None and getattr(current, "sd_model_checkpoint", None) == checkpoint_info.filename:
         return
-    checkpoint = classify_file(checkpoint_info.filename)
-    if checkpoint is not None:
-        _refuse_unbuildable(checkpoint, _title(checkpoint_info))
+    found = _read_file(checkpoint_info.filename)
+    if found is not None:
+        _refuse_unbuildable(found[0], found[1], _title(checkpoint_info))
 
 
 def classify_file(filename: str) -> Classification | None:
     """Classification from a safetensors header (no tensor read); None for other formats or unreadable files."""
+    found = _read_file(filename)
+    return found[0] if found is not None else None
+
+
+def _read_file(filename: str) -> tuple[Classification, KeyIndex] | None:
     if not str(filename).lower().endswith(".safetensors"):
         return None
     try:
-        return inspector.classify_file(filename)
+        header = inspector.read_header(filename)
     except (HeaderError, OSError):
         return None
+    index = KeyIndex(header.names, header.shape_lists, header.numels)
+    return classify_index(index), index
 
 
-def _refuse_unbuildable(checkpoint: Classification, title: str) -> None:
-    reason = refusal(checkpoint, title)
+def _refuse_unbuildable(checkpoint: Classification, index: KeyIndex, title: str) -> None:
+    reason = refusal(checkpoint, index, title)
     if reason is not None:
         raise UnsupportedModelError(f"{LOG_PREFIX} {reason}")
 
 
-def refusal(checkpoint: Classification, title: str) -> str | None:
+def refusal(checkpoint: Classification, index: KeyIndex, title: str) -> str | None:
     """Why this extension will not let the host load `checkpoint`, or None when it may."""
     family = checkpoint.info
-    if not (family.distilled and not family.prunable):
+    if family.distilled and not (family.prunable or family.configured):
+        return (
+            f"{title} is a {family.label} checkpoint and is not loaded: {family.note}. "
+            "A1111 can only build it as an SDXL UNet, which would leave the blocks it cannot match random or zero."
+        )
+    if not _wants_generated_config(checkpoint, index):
         return None
-    return (
-        f"{title} is a {family.label} checkpoint and is not loaded: {family.note}. "
-        "A1111 can only build it as an SDXL UNet, which would leave the blocks it cannot match random or zero."
-    )
+    try:
+        structure_of(index)
+    except StructureError as error:
+        return (
+            f"{title} ({family.label}) is not loaded: its UNet cannot be built exactly, {error}. "
+            "A1111 would build an SDXL UNet and leave the blocks it cannot match random or zero."
+        )
+    return None
+
+
+def _wants_generated_config(checkpoint: Classification, index: KeyIndex) -> bool:
+    """KOALA-like families, and any UNet no family matches that comes with SDXL's two text encoders."""
+    if checkpoint.info.configured:
+        return True
+    return checkpoint.family == "unknown" and index.has_prefix(SDXL_SECOND_TEXT_ENCODER)
+
+
+def _generated_structure(checkpoint: Classification, index: KeyIndex) -> UNetStructure | None:
+    """The structure to generate a config for, or None when the host's SDXL config (pruned or not) serves."""
+    if not _wants_generated_config(checkpoint, index):
+        return None
+    try:
+        return structure_of(index)
+    except StructureError:
+        return None  # refused in load_model_weights with the reason
 
 
 def refusal_for_title(title: str) -> str | None:
@@ -266,18 +306,24 @@ def refusal_for_title(title: str) -> str | None:
     from modules import sd_models
 
     info = sd_models.get_closet_checkpoint_match(title)
-    checkpoint = classify_file(info.filename) if info is not None else None
-    return refusal(checkpoint, _title(info)) if checkpoint is not None else None
+    found = _read_file(info.filename) if info is not None else None
+    return refusal(found[0], found[1], _title(info)) if found is not None else None
 
 
-def distilled_config(source: str, family: str, signature: DepthSignature) -> str:
-    """A copy of the host's SDXL config, one path per (family, depth signature, host config)."""
+def distilled_config(
+    source: str, family: str, signature: DepthSignature, structure: UNetStructure | None = None
+) -> str:
+    """A copy of the host's SDXL config, one path per (family, depth signature, host config); with `structure`,
+    its `network_config` builds that UNet (`ssd1b.unet_config`)."""
     text = Path(source).read_text(encoding="utf-8")
+    note = "its own path makes A1111 rebuild the model when the UNet structure changes"
+    if structure is not None:
+        params = network_params(structure)
+        text = rewrite_network_params(text, params)
+        note += f"; network_config set to {params}"
     digest = hashlib.sha256(f"{signature.short()}\n{text}".encode()).hexdigest()[:10]
-    content = (
-        f"# Written by sd-webui-ssd1b: {family}, depths {signature.short()}.\n"
-        f"# A copy of {source}; its own path makes A1111 rebuild the model when the UNet structure changes.\n{text}"
-    )
+    content = f"# Written by sd-webui-ssd1b: {family}, depths {signature.short()}.\n# A copy of {source}; {note}.\n"
+    content += text
     return str(_write_if_changed(config_dir() / f"ssd1b-{family}-{digest}.yaml", content))
 
 
@@ -324,11 +370,12 @@ def _is_verified(checkpoint: Classification, shapes: Mapping[str, Any]) -> bool:
     return checkpoint.info.architecture in VERIFIED_ARCHITECTURES or has_sdxl_text_encoders
 
 
-def _fit_unet(model: Any, checkpoint: Classification, title: str) -> None:
+def _fit_unet(model: Any, checkpoint: Classification, index: KeyIndex, title: str) -> None:
     """Prune a freshly built UNet to the checkpoint's depths (a loaded model keeps its structure)."""
     unet = _unet(model)
     target = checkpoint.depths
-    if unet is not None and target is not None and checkpoint.info.prunable and _is_fresh(model):
+    shaped_here = checkpoint.info.prunable or _wants_generated_config(checkpoint, index)
+    if unet is not None and target is not None and shaped_here and _is_fresh(model):
         current = signature_from_keys(name for name, _ in unet.named_parameters())
         if current != target:
             try:
@@ -391,7 +438,7 @@ def _log_line(report: Mapping[str, Any], checkpoint: Classification) -> str:
 
 def _set_flags(model: Any, checkpoint: Classification) -> None:
     """The flags A1111 and extensions read: an SDXL-family model, distilled ones marked SSD where the host can."""
-    if checkpoint.info.architecture != "sdxl":
+    if checkpoint.info.architecture not in SDXL_FAMILY_ARCHITECTURES:
         return
     distilled = checkpoint.info.distilled
     model.is_sdxl = True
@@ -410,6 +457,10 @@ def _set_flags(model: Any, checkpoint: Classification) -> None:
 def _shapes(state_dict: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     """Keys with the UNet's shapes; other values are not touched (they may be loaded lazily)."""
     return {key: _shape(state_dict[key]) if key.startswith(UNET_PREFIX) else () for key in state_dict}
+
+
+def _index(shapes: Mapping[str, tuple[int, ...]]) -> KeyIndex:
+    return KeyIndex(list(shapes), list(shapes.values()))
 
 
 def _shape(value: Any) -> tuple[int, ...]:

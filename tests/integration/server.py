@@ -21,7 +21,14 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXTENSION_LINK_NAME = "sd-webui-ssd1b"
 STARTUP_CHECKPOINT = "sdxl.safetensors"
-REQUIRED_CHECKPOINTS = ("sdxl.safetensors", "ssd1b.safetensors", "vega.safetensors", "xl-refiner.safetensors")
+REQUIRED_CHECKPOINTS = (
+    "sdxl.safetensors",
+    "ssd1b.safetensors",
+    "vega.safetensors",
+    "koala-700m.safetensors",
+    "koala-1b.safetensors",
+    "xl-refiner.safetensors",
+)
 FIXED_ARGS = (
     "--skip-prepare-environment",
     "--skip-install",

@@ -1,7 +1,9 @@
-"""SDXL, SSD-1B and Segmind Vega in one running A1111: every ordered switch, exact loads, real images.
+"""SDXL, SSD-1B, Segmind Vega, KOALA-700M and KOALA-1B in one running A1111: every ordered switch, exact loads,
+real images.
 
-One server for the whole module. The walk SDXL → SSD-1B → Vega → SSD-1B → SDXL → Vega → SDXL (the server
-starts on SDXL) contains every ordered pair of the three models once. After each load the host must report the
+One server for the whole module. The walk (the server starts on SDXL) contains every ordered pair of the five
+models once: first the three SDXL-pruned ones, then every switch to and from the two KOALAs, which are built from a
+UNet config generated for their structure. After each load the host must report the
 checkpoint, our API must report the family with 0 missing / 0 unexpected UNet keys and the family's exact
 parameter count (a reused or wrongly pruned UNet has another count), and the host log of that step must hold
 no traceback. Each model generates once, right after the switch that used to break it in the bare host:
@@ -37,9 +39,13 @@ MODELS = {
     "sdxl": Model("sdxl.safetensors", "sdxl", "SDXL", 2_567_463_684, distilled=False),
     "ssd1b": Model("ssd1b.safetensors", "ssd-1b", "SSD-1B", 1_331_334_404, distilled=True),
     "vega": Model("vega.safetensors", "segmind-vega", "Segmind Vega", 745_225_604, distilled=True),
+    "koala700m": Model("koala-700m.safetensors", "koala-700m", "KOALA-700M", 782_822_724, distilled=True),
+    "koala1b": Model("koala-1b.safetensors", "koala-1b", "KOALA-1B", 1_161_184_324, distilled=True),
 }
-WALK = ("sdxl", "ssd1b", "vega", "ssd1b", "sdxl", "vega", "sdxl")
-GENERATE_AFTER_STEP = {2: "vega", 3: "ssd1b", 4: "sdxl"}
+# Every ordered pair of the five models once (an Euler circuit of the complete directed graph, from SDXL).
+WALK = ("sdxl", "ssd1b", "vega", "ssd1b", "sdxl", "vega", "sdxl", "koala700m", "ssd1b", "koala700m", "vega")
+WALK += ("koala700m", "sdxl", "koala1b", "ssd1b", "koala1b", "vega", "koala1b", "koala700m", "koala1b", "sdxl")
+GENERATE_AFTER_STEP = {2: "vega", 3: "ssd1b", 4: "sdxl", 7: "koala700m", 8: "ssd1b", 13: "koala1b", 18: "koala700m"}
 LOG_LINE = re.compile(
     r"\[ssd1b\] (?P<name>[^\n]+?) UNet: (?P<params>[\d,]+) parameters, "
     r"(?P<missing>\d+) missing / (?P<unexpected>\d+) unexpected keys"

@@ -1,8 +1,9 @@
 """A refused checkpoint switch answers an API client with an error in a real A1111, and the loaded model stays.
 
-A KOALA-700M header (6 input / 6 output blocks, one ResBlock per level) is written as a sparse file into the
-checkpoint folder for the length of the test: the guard reads only its header, so the file is never loaded. The
-bare host answers 200 `null` here and keeps the previous model.
+A KOALA-700M header numbered with holes (as diffusers' SDXL converter writes it: input_blocks 0, 1, 3, 4, 6, 7) is
+written as a sparse file into the checkpoint folder for the length of the test: the guard reads only its header, so
+the file is never loaded. No single-file UNet builder can build that numbering. The bare host answers 200 `null`
+here and keeps the previous model.
 """
 
 from __future__ import annotations
@@ -15,18 +16,17 @@ import pytest
 
 from tests import synthetic
 from tests.integration.server import WebUI, tracebacks
-from tests.webui import layouts
 
 pytestmark = pytest.mark.integration
 
-KOALA = "ci-koala700m.safetensors"
+KOALA = "ci-koala700m-holes.safetensors"
 
 
 @pytest.fixture
 def koala(webui: WebUI) -> Iterator[str]:
     models = Path(os.environ.get("SD_WEBUI_MODELS") or Path(os.environ["SD_WEBUI_DIR"]) / "models")
     path = models / "Stable-diffusion" / KOALA
-    synthetic.write_sparse(path, synthetic.full_checkpoint(layouts.koala_unet(5)))
+    synthetic.write_sparse(path, synthetic.full_checkpoint(synthetic.holed_koala_unet()))
     webui.post("/sdapi/v1/refresh-checkpoints", {})
     try:
         yield KOALA
@@ -35,12 +35,14 @@ def koala(webui: WebUI) -> Iterator[str]:
         webui.post("/sdapi/v1/refresh-checkpoints", {})
 
 
-def test_setting_koala_answers_422_and_keeps_the_loaded_model(webui: WebUI, koala: str) -> None:
+def test_setting_an_unbuildable_checkpoint_answers_422_and_keeps_the_loaded_model(webui: WebUI, koala: str) -> None:
     before = webui.get("/sdapi/v1/options")["sd_model_checkpoint"]
     mark = webui.log.mark()
     with pytest.raises(AssertionError, match="HTTP 422") as refused:
         webui.post("/sdapi/v1/options", {"sd_model_checkpoint": koala})
-    assert "KOALA-700M checkpoint and is not loaded" in str(refused.value)
+    assert "is not loaded: its UNet cannot be built exactly, its input_blocks are numbered with holes" in str(
+        refused.value
+    )
     with pytest.raises(AssertionError, match="HTTP 422"):
         webui.post(
             "/sdapi/v1/txt2img", {"prompt": "x", "steps": 1, "override_settings": {"sd_model_checkpoint": koala}}

@@ -98,10 +98,10 @@ def test_an_sdxl_layout_deeper_than_sdxl_is_not_called_distilled():
     assert classify(deeper).family == "unknown"
 
 
-def test_koala_cannot_be_pruned_and_says_why():
-    koala = FAMILIES["koala-1b"]
-    assert koala.distilled and not koala.prunable
-    assert "cannot be built by pruning SDXL" in koala.note
+def test_koala_is_built_from_a_config_of_its_own_not_by_pruning_sdxl():
+    for name in ("koala-700m", "koala-1b"):
+        koala = FAMILIES[name]
+        assert koala.distilled and koala.configured and not koala.prunable
 
 
 def test_file_name_and_metadata_do_not_decide(tmp_path):

@@ -51,13 +51,23 @@ def sd1_checkpoint() -> dict[str, tuple[int, ...]]:
 
 
 def koala_unet(deepest: int = 5) -> dict[str, tuple[int, ...]]:
-    """KOALA's shape: SDXL widths, but 6 input / 6 output blocks (one ResBlock per level), deep transformers."""
-    keys = {f"{UNET_PREFIX}input_blocks.0.0.weight": (320, 4, 3, 3), f"{UNET_PREFIX}label_emb.0.0.weight": (1280, 2816)}
-    depths = {"input_blocks": (0, 0, 0, 2, 0, deepest), "output_blocks": (deepest, deepest, deepest, 2, 2, 2)}
-    for kind, per_block in depths.items():
-        for index, depth in enumerate(per_block):
-            keys[f"{UNET_PREFIX}{kind}.{index}.0.in_layers.0.weight"] = (320,)
-            for block in range(depth):
-                keys[f"{UNET_PREFIX}{kind}.{index}.1.transformer_blocks.{block}.attn2.to_k.weight"] = (1280, 2048)
-    keys[f"{UNET_PREFIX}middle_block.0.in_layers.0.weight"] = (1280,)
+    """KOALA-700M (deepest 5) or -1B (deepest 6): sgm's own key lists (tests/data)."""
+    return synthetic.koala_unet("1b" if deepest == 6 else "700m")
+
+
+def unet_for_network(params: dict) -> dict[str, tuple[int, ...]]:
+    """The UNet sgm's UNetModel builds from a config's `network_config.params`, for the configs the tests meet:
+    SDXL's, the refiner's, and KOALA's (one ResBlock per level; sgm always builds a middle block of
+    `transformer_depth_middle`, taken here from KOALA-1B's, whose middle has the same widths)."""
+    if params.get("model_channels") == REFINER_MODEL_CHANNELS:
+        return refiner_unet()
+    if params.get("num_res_blocks") != [1, 1, 1]:
+        return sdxl_unet()
+    deepest = params["transformer_depth"][-1]
+    middle_depth = params.get("transformer_depth_middle", deepest)
+    keys = {k: v for k, v in koala_unet(deepest).items() if not k.startswith(f"{UNET_PREFIX}middle_block.")}
+    for key, shape in koala_unet(6).items():
+        parts = key.removeprefix(UNET_PREFIX).split(".")
+        if parts[0] == "middle_block" and not (parts[2:3] == ["transformer_blocks"] and int(parts[3]) >= middle_depth):
+            keys[key] = shape
     return keys

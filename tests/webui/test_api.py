@@ -258,11 +258,10 @@ def test_after_uninstall_the_guard_lets_everything_through(host):
 
 @pytest.fixture
 def refusing_host(host):
-    """The host with the loading hooks, a KOALA checkpoint the extension refuses and an SSD-1B it loads."""
-    from tests.webui import layouts
-
+    """The host with the loading hooks, a checkpoint the extension refuses (KOALA numbered with holes, as diffusers'
+    converter writes it) and an SSD-1B it loads."""
     host.module("ssd1b.webui.loading").install()
-    host.koala = host.add_checkpoint("koala700m.safetensors", synthetic.full_checkpoint(layouts.koala_unet(5)))
+    host.koala = host.add_checkpoint("koala700m.safetensors", synthetic.full_checkpoint(synthetic.holed_koala_unet()))
     host.ssd_1b = host.add_checkpoint("SSD-1B.safetensors", synthetic.full_checkpoint(synthetic.ssd_1b_unet()))
     host.received = []
 
@@ -281,8 +280,8 @@ def test_setting_an_unbuildable_checkpoint_answers_422_before_the_host_runs(refu
     response = refusing_host.client.post("/sdapi/v1/options", json={"sd_model_checkpoint": name, "CLIP_stop_at": 2})
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
-    assert detail.startswith(f"SSD-1B: {refusing_host.koala.title} is a KOALA-700M checkpoint and is not loaded")
-    assert "one ResBlock per level" in detail
+    assert detail.startswith(f"SSD-1B: {refusing_host.koala.title} (Unknown) is not loaded: its UNet cannot be built")
+    assert "numbered with holes" in detail
     assert refusing_host.received == []
 
 
@@ -291,7 +290,7 @@ def test_a_generation_overriding_to_an_unbuildable_checkpoint_answers_422(refusi
     body = {"prompt": "a cat", "override_settings": {"sd_model_checkpoint": "koala700m"}}
     response = refusing_host.client.post(path, json=body)
     assert response.status_code == 422
-    assert "KOALA-700M" in response.json()["detail"]
+    assert "numbered with holes" in response.json()["detail"]
     assert refusing_host.received == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -227,39 +228,75 @@ def test_an_sdxl_checkpoint_with_a_hole_is_refused_too(host):
         host.sd_models.load_model(host.add_checkpoint("sdxl-hole.safetensors", shapes))
 
 
+KOALA_PARAMS = {"700m": 782_822_724, "1b": 1_161_184_324}
+HOLES_REASON = "its input_blocks are numbered with holes (input_blocks.2 is missing, input_blocks.3 exists)"
+
+
+@pytest.mark.parametrize("host_version", ["1.6.0", "1.10.1", "dev"])
+def test_koala_loads_exactly_and_switches_with_every_family_in_every_order(host, capsys):
+    koala_700m = host.add_checkpoint("koala-700m.safetensors", checkpoint(synthetic.koala_unet("700m")))
+    koala_1b = host.add_checkpoint("koala-1b.safetensors", checkpoint(synthetic.koala_unet("1b")))
+    steps = {
+        "koala-700m": (koala_700m, "KOALA-700M", KOALA_PARAMS["700m"], synthetic.koala_unet("700m")),
+        "koala-1b": (koala_1b, "KOALA-1B", KOALA_PARAMS["1b"], synthetic.koala_unet("1b")),
+        "sdxl": (host.sdxl, "SDXL", SDXL_PARAMS, synthetic.sdxl_unet()),
+        "ssd-1b": (host.ssd_1b, "SSD-1B", SSD_1B_PARAMS, synthetic.ssd_1b_unet()),
+        "vega": (host.vega, "Segmind Vega", VEGA_PARAMS, synthetic.vega_unet()),
+    }
+    walk = ["koala-700m", "sdxl", "koala-700m", "ssd-1b", "koala-1b", "vega", "koala-700m", "koala-1b", "sdxl"]
+    walk += ["koala-1b", "ssd-1b", "koala-700m", "vega", "koala-1b", "koala-700m"]
+    for name in walk:
+        info, label, params, reference = steps[name]
+        model = host.sd_models.reload_model_weights(info=info)
+        assert unet_keys(model) == set(reference), name
+        report = host.loading.current_report()
+        assert (report["unet_params"], report["missing"], report["unexpected"]) == (params, [], []), name
+        assert log_line(label, params, info.title) in capsys.readouterr().out.splitlines()
+        assert model.is_sdxl
+
+
+def test_koala_gets_a_config_of_its_own_that_builds_its_structure(host):
+    koala = host.add_checkpoint("koala-700m.safetensors", checkpoint(synthetic.koala_unet("700m")))
+    model = host.sd_models.reload_model_weights(info=koala)
+    text = Path(model.used_config).read_text(encoding="utf-8")
+    assert Path(model.used_config).name.startswith("ssd1b-koala-700m-")
+    assert "        num_res_blocks: [1, 1, 1]" in text.splitlines()
+    assert "        transformer_depth: [1, 2, 5]" in text.splitlines()
+    assert len(model.model.diffusion_model.middle_block) == 0, "KOALA-700M has no middle block"
+
+
 @pytest.mark.parametrize("host_version", ["1.6.0", "1.10.1"])
-def test_koala_is_refused_before_the_loaded_model_is_touched(host):
-    koala = host.add_checkpoint("koala-700m.safetensors", checkpoint(layouts.koala_unet(5)))
+def test_a_koala_numbered_with_holes_is_refused_before_the_loaded_model_is_touched(host):
+    holed = host.add_checkpoint("koala-holes.safetensors", checkpoint(synthetic.holed_koala_unet()))
     model = host.sd_models.reload_model_weights(info=host.ssd_1b)
     with pytest.raises(host.loading.UnsupportedModelError) as error:
-        host.sd_models.reload_model_weights(info=koala)
+        host.sd_models.reload_model_weights(info=holed)
     message = str(error.value)
-    assert "KOALA-700M" in message
-    assert "cannot be built by pruning SDXL" in message
+    assert HOLES_REASON in message
     assert "random or zero" in message
     assert host.sd_models.model_data.sd_model is model
     assert model.webui_hijacked and not getattr(model, "trashed", False)
 
 
-def test_koala_loaded_directly_is_refused_with_the_reason(host):
-    koala = host.add_checkpoint("koala-1b.safetensors", checkpoint(layouts.koala_unet(6)))
-    with pytest.raises(host.loading.UnsupportedModelError, match=r"KOALA-1B.*cannot be built by pruning SDXL"):
-        host.sd_models.load_model(koala)
+def test_a_koala_numbered_with_holes_loaded_directly_is_refused_with_the_reason(host):
+    holed = host.add_checkpoint("koala-holes.safetensors", checkpoint(synthetic.holed_koala_unet("1b")))
+    with pytest.raises(host.loading.UnsupportedModelError, match=re.escape(HOLES_REASON)):
+        host.sd_models.load_model(holed)
 
 
-def test_choosing_koala_in_the_settings_is_refused_and_the_setting_reverts(host, capsys):
+def test_choosing_an_unbuildable_checkpoint_in_the_settings_is_refused_and_the_setting_reverts(host, capsys):
     shared = host.module("shared")
 
     def reload_on_change():  # as A1111's initialize_util registers it (looked up at call time)
         host.sd_models.reload_model_weights()
 
     shared.opts.onchange("sd_model_checkpoint", reload_on_change, call=False)
-    koala = host.add_checkpoint("koala-700m.safetensors", checkpoint(layouts.koala_unet(5)))
+    holed = host.add_checkpoint("koala-holes.safetensors", checkpoint(synthetic.holed_koala_unet()))
     model = host.sd_models.reload_model_weights(info=host.ssd_1b)
-    assert shared.opts.set("sd_model_checkpoint", koala.title) is False
+    assert shared.opts.set("sd_model_checkpoint", holed.title) is False
     assert shared.opts.sd_model_checkpoint == host.ssd_1b.title
     assert host.sd_models.model_data.sd_model is model
-    assert "cannot be built by pruning SDXL" in capsys.readouterr().err
+    assert HOLES_REASON in capsys.readouterr().err
 
 
 # --- flags ------------------------------------------------------------------------------------------------------

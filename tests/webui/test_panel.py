@@ -254,18 +254,18 @@ def test_selecting_a_distilled_checkpoint_applies_its_default_preset_when_the_op
 
 @pytest.mark.parametrize("host_version", ["1.6.0", "1.10.1"])
 def test_selecting_a_checkpoint_the_extension_refuses_says_why_in_the_page(checkpoints, monkeypatch):
-    from tests.webui import layouts
-
     checkpoints.module("ssd1b.webui.loading").install()
-    checkpoints.add_checkpoint("koala-700m.safetensors", synthetic.full_checkpoint(layouts.koala_unet(5)))
+    checkpoints.add_checkpoint("koala-700m.safetensors", synthetic.full_checkpoint(synthetic.holed_koala_unet()))
     toasts = []
     monkeypatch.setattr(checkpoints.module("ssd1b.webui.panel").gr, "Warning", toasts.append)
     page = build(checkpoints)
     for tab in ("txt2img", "img2img"):
         select_checkpoint(page, "koala-700m.safetensors", tab)
         assert status(page, tab).startswith("Not loaded: koala-700m.safetensors")
-        assert "KOALA-700M checkpoint and is not loaded" in status(page, tab)
-    assert len(toasts) == 1 and toasts[0].startswith("SSD-1B: koala-700m.safetensors is a KOALA-700M checkpoint")
+        assert "is not loaded: its UNet cannot be built exactly, its input_blocks are numbered with holes" in status(
+            page, tab
+        )
+    assert len(toasts) == 1 and toasts[0].startswith("SSD-1B: koala-700m.safetensors (Unknown) is not loaded")
     select_checkpoint(page, "SSD-1B.safetensors")
     assert not status(page).startswith("Not loaded")
 

@@ -357,12 +357,11 @@ class DiffusionEngine(torch.nn.Module):
     `first_stage_model.decode(z)` / `.encode(x)`; A1111's sd_models_xl adds `get_first_stage_encoding` (identity).
     """
 
-    def __init__(self, model_channels=320, **params):
+    def __init__(self, **params):
         super().__init__()
-        refiner = model_channels == layouts.REFINER_MODEL_CHANNELS
+        refiner = params.get("model_channels") == layouts.REFINER_MODEL_CHANNELS
         self.model = torch.nn.Module()
-        unet = layouts.refiner_unet() if refiner else layouts.sdxl_unet()
-        self.model.diffusion_model = build_meta_tree(unet, layouts.UNET_PREFIX)
+        self.model.diffusion_model = build_meta_tree(layouts.unet_for_network(params), layouts.UNET_PREFIX)
         self.conditioner = torch.nn.Module()
         encoders = layouts.refiner_text_encoder() if refiner else layouts.sdxl_text_encoders()
         self.conditioner.embedders = torch.nn.ModuleList(_wrapped_text_encoders(encoders))
@@ -401,16 +400,21 @@ MODEL_CLASSES = {
 }
 
 
+NETWORK_PARAMS = ("model_channels", "num_res_blocks", "transformer_depth", "transformer_depth_middle")
+
+
 def read_config(path):
-    """Stands in for OmegaConf.load: the fake configs carry the model's `target` and, for the refiner, the UNet's
-    `model_channels` (384; the base config leaves sgm's SDXL default, 320)."""
+    """Stands in for OmegaConf.load: the model's `target` and the UNet arguments the fake builds from
+    (`network_config.params`: model_channels, num_res_blocks, transformer_depth, transformer_depth_middle)."""
     target, params = None, {}
     with open(path, encoding="utf-8") as file:
         for line in file:
             if line.startswith("  target:"):
                 target = line.split(":", 1)[1].strip()
-            elif line.strip().startswith("model_channels:"):
-                params["model_channels"] = int(line.split(":", 1)[1])
+                continue
+            key, _, value = line.strip().partition(":")
+            if key in NETWORK_PARAMS:
+                params[key] = json.loads(value.split("#", 1)[0].strip())
     if target is None:
         raise ValueError(f"no model target in {path}")
     return {"model": {"target": target, "params": params}}
