@@ -1,7 +1,7 @@
-"""Command line: inspect checkpoints without loading them.
+"""Command line: inspect checkpoints without loading them; convert single files into a numbering A1111 can build.
 
-Exit status: 0 when every file was inspected without a problem, 1 when any file has a problem,
-2 for usage errors.
+Exit status: 0 when every file was inspected (converted) without a problem, 1 when any file has a problem (the
+conversion was refused or failed: no output is left), 2 for usage errors.
 """
 
 from __future__ import annotations
@@ -28,6 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("--json", action="store_true", help="print one JSON array instead of a table")
     inspect.add_argument("paths", nargs="+", metavar="PATH")
+    convert = commands.add_parser(
+        "convert",
+        help="renumber a single file whose UNet blocks have holes (diffusers' converter on KOALA), change its dtype",
+        description="Convert a single-file checkpoint, streaming one tensor at a time; written to a temporary file "
+        "and renamed when complete.",
+    )
+    convert.add_argument("source", metavar="SRC")
+    convert.add_argument("output", metavar="OUT.safetensors")
+    convert.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), help="float dtype of the output (default: kept)")
+    convert.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     return parser
 
 
@@ -37,6 +47,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else EXIT_OK
+    if args.command == "convert":
+        return run_convert(args, out)
     reports = [inspect_file(path) for path in expand_paths(args.paths)]
     if not reports:
         print("no *.safetensors files found in: " + ", ".join(args.paths), file=sys.stderr)
@@ -47,6 +59,23 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     else:
         out.write(format_table(reports))
     return EXIT_OK if all(report.ok for report in reports) else EXIT_PROBLEM
+
+
+def run_convert(args: argparse.Namespace, out: TextIO) -> int:
+    from ssd1b.convert import ConvertError, convert_file
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r{done * 100 // max(total, 1):3d}% of {format_bytes(total)}", end="", file=sys.stderr, flush=True)
+
+    try:
+        result = convert_file(args.source, args.output, args.dtype, args.overwrite, progress)
+    except (ConvertError, OSError) as error:
+        print(f"\nnot converted: {error}", file=sys.stderr)
+        return EXIT_PROBLEM
+    print(file=sys.stderr)
+    size = format_bytes(result.bytes_written)
+    out.write(f"{result.path}: {result.family}, {result.renumbered} tensors renumbered, {size}\n")
+    return EXIT_OK
 
 
 COLUMNS = ("file", "family", "UNet params", "VAE", "text enc.", "dtype", "size", "status")

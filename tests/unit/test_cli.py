@@ -127,3 +127,19 @@ def test_module_entry_point_runs_without_torch(models):
     )
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)) == 3
+
+
+def test_convert_renumbers_a_holed_file_and_says_what_it_did(tmp_path, capsys):
+    from tests.real_files import real_file, shrink
+
+    source = real_file(tmp_path / "holed.safetensors", shrink(synthetic.holed_koala_unet()))
+    out = io.StringIO()
+    assert main(["convert", str(source), str(tmp_path / "koala.safetensors"), "--dtype", "fp16"], out) == 0
+    assert out.getvalue().startswith(f"{tmp_path / 'koala.safetensors'}: ")
+    assert "tensors renumbered" in out.getvalue()
+    assert "100% of" in capsys.readouterr().err
+    assert main(["convert", str(source), str(tmp_path / "koala.safetensors")], io.StringIO()) == 1
+    assert "exists: pass --overwrite" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path), str(tmp_path / "x.safetensors")], io.StringIO()) == 1
+    assert "diffusers pipeline folders is not supported yet" in capsys.readouterr().err
+    assert main(["convert", str(source)], io.StringIO()) == 2
