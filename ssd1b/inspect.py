@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssd1b.checkpoint import Header, HeaderError, collector_paused, format_bytes, read_header
-from ssd1b.families import FAMILIES, Classification, KeyIndex, classify_index
+from ssd1b.families import FAMILIES, UNET_PREFIX, Classification, KeyIndex, classify_index, unet_facts
+from ssd1b.unet_config import numbering_hole
 
 SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -98,6 +99,8 @@ def report_from_header(path: str, header: Header) -> Report:
             f"damaged: {format_bytes(header.surplus_bytes)} after the data the header declares "
             f"({format_bytes(header.declared_bytes)}); safetensors refuses to load such a file"
         )
+    elif found.family == "unknown":
+        error = _numbering_problem(header)
     return Report(
         path=path,
         ok=error is None,
@@ -110,6 +113,13 @@ def report_from_header(path: str, header: Header) -> Report:
         dtype=dominant_dtype(header),
         bytes=header.file_bytes,
     )
+
+
+def _numbering_problem(header: Header) -> str | None:
+    index = KeyIndex(header.names, header.shape_lists, header.numels)
+    facts = unet_facts(index) if index.has_prefix(UNET_PREFIX) else None
+    hole = numbering_hole(index, UNET_PREFIX, facts.input_blocks, facts.output_blocks) if facts else None
+    return f"UNet {hole.removeprefix('its ')}; `python -m ssd1b convert` renumbers it" if hole else None
 
 
 def dominant_dtype(header: Header) -> str | None:

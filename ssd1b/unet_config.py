@@ -93,15 +93,23 @@ HOLE_PROBES = 3
 
 
 def _refuse_holes(index: KeyIndex, prefix: str, input_blocks: int, output_blocks: int) -> None:
+    hole = numbering_hole(index, prefix, input_blocks, output_blocks)
+    if hole is not None:
+        raise StructureError(hole)
+
+
+def numbering_hole(index: KeyIndex, prefix: str, input_blocks: int, output_blocks: int) -> str | None:
+    """What is wrong with the block numbering, when input or output blocks continue past a missing number."""
     for kind, count in (("input_blocks", input_blocks), ("output_blocks", output_blocks)):
         beyond = [
-            count + step for step in range(1, HOLE_PROBES + 1) if index.has_prefix(f"{prefix}{kind}.{count + step}.")
+            step for step in range(count + 1, count + HOLE_PROBES + 1) if index.has_prefix(f"{prefix}{kind}.{step}.")
         ]
         if beyond:
-            raise StructureError(
+            return (
                 f"its {kind} are numbered with holes ({kind}.{count} is missing, {kind}.{beyond[0]} exists), as "
                 "diffusers' SDXL converter numbers a UNet with fewer than two ResBlocks per level"
             )
+    return None
 
 
 def _input_levels(

@@ -143,3 +143,17 @@ def test_convert_renumbers_a_holed_file_and_says_what_it_did(tmp_path, capsys):
     assert main(["convert", str(tmp_path), str(tmp_path / "x.safetensors")], io.StringIO()) == 1
     assert "diffusers pipeline folders is not supported yet" in capsys.readouterr().err
     assert main(["convert", str(source)], io.StringIO()) == 2
+
+
+def test_inspect_names_a_file_numbered_with_holes(tmp_path):
+    path = synthetic.write_sparse(
+        tmp_path / "holes.safetensors", synthetic.full_checkpoint(synthetic.holed_koala_unet())
+    )
+    out = io.StringIO()
+    assert main(["inspect", "--json", str(path)], out) == 1
+    (report,) = json.loads(out.getvalue())
+    assert report["family"] == "unknown" and not report["ok"]
+    assert report["error"] == (
+        "UNet input_blocks are numbered with holes (input_blocks.2 is missing, input_blocks.3 exists), as diffusers' "
+        "SDXL converter numbers a UNet with fewer than two ResBlocks per level; `python -m ssd1b convert` renumbers it"
+    )
