@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("paths", nargs="+", metavar="PATH")
     convert = commands.add_parser(
         "convert",
-        help="renumber a single file whose UNet blocks have holes (diffusers' converter on KOALA), change its dtype",
+        help="a diffusers UNet (with --borrow) or a single file numbered with holes into A1111's single-file layout",
         description="Convert a single-file checkpoint, streaming one tensor at a time; written to a temporary file "
         "and renamed when complete.",
     )
@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("output", metavar="OUT.safetensors")
     convert.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), help="float dtype of the output (default: kept)")
     convert.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    convert.add_argument(
+        "--borrow",
+        metavar="CHECKPOINT",
+        help="an A1111 single file whose text encoders and VAE go with a diffusers UNet (SRC: a UNet file or a "
+        "pipeline folder)",
+    )
     return parser
 
 
@@ -68,7 +74,9 @@ def run_convert(args: argparse.Namespace, out: TextIO) -> int:
         print(f"\r{done * 100 // max(total, 1):3d}% of {format_bytes(total)}", end="", file=sys.stderr, flush=True)
 
     try:
-        result = convert_file(args.source, args.output, args.dtype, args.overwrite, progress)
+        result = convert_file(
+            args.source, args.output, args.dtype, overwrite=args.overwrite, progress=progress, borrow=args.borrow
+        )
     except (ConvertError, OSError) as error:
         print(f"\nnot converted: {error}", file=sys.stderr)
         return EXIT_PROBLEM

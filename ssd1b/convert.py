@@ -1,4 +1,4 @@
-"""Streaming conversion of single-file checkpoints: block numbering with holes made contiguous, dtype changed.
+"""Streaming conversion into A1111's single-file layout: holes in the block numbering closed, diffusers UNets renamed.
 
 Host-free. diffusers' SDXL → single-file script assumes two ResBlocks per level (`input_blocks.{3*i+j+1}`,
 `output_blocks.{3*i+j}`), so a KOALA it converts has holes in its numbering (input_blocks 0, 1, 3, 4, 6, 7) that no
@@ -11,7 +11,10 @@ tensor, not by the model. The output is written to a temporary file next to the 
 only when complete; an existing file is never overwritten unless asked; any failure removes the temporary file.
 The result is read back and must describe a UNet `ssd1b.unet_config` can build.
 
-Not here yet: diffusers pipeline folders (`unet/`, `vae/`, `text_encoder*/`); a folder is refused with that reason.
+diffusers UNets (a `diffusion_pytorch_model.safetensors`, or the `unet/` of a pipeline folder) are converted too,
+for any number of ResBlocks per level (`ssd1b.diffusers_names`), with the text encoders and VAE taken from an A1111
+single file (`borrow`). Not here yet: converting a pipeline's own `vae/` and `text_encoder*/`; without `borrow`
+that is refused with the reason.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ssd1b.checkpoint import DTYPE_BYTES, Header, HeaderError, read_header
+from ssd1b.diffusers_names import UnknownTensorNameError, is_diffusers_unet, unet_to_ldm
 from ssd1b.families import UNET_PREFIX, KeyIndex, classify_index
 from ssd1b.unet_config import StructureError, structure_of
 
@@ -44,11 +48,21 @@ class ConvertError(ValueError):
 
 
 @dataclass(frozen=True)
+class Source:
+    path: Path
+    header: Header
+    names: dict[str, str]
+    """Each tensor taken from this file → its name in the output."""
+
+
+@dataclass(frozen=True)
 class Entry:
     name: str
     source: str
     dtype: str
     shape: tuple[int, ...]
+    origin: int = 0
+    """Index of the `Source` the tensor is read from."""
 
 
 @dataclass(frozen=True)
@@ -79,13 +93,20 @@ def renumbering(names: list[str]) -> dict[str, str]:
     return renamed
 
 
-def plan(header: Header, dtype: str | None = None) -> list[Entry]:
+def plan(sources: list[Source], dtype: str | None = None) -> list[Entry]:
     """The output's tensors, in the order safetensors writes them (widest dtype first, then by name)."""
-    renamed = renumbering(header.names)
     entries = []
-    for name, tensor in header.tensors.items():
-        target = DTYPES[dtype] if dtype and tensor.dtype in FLOAT_DTYPES else tensor.dtype
-        entries.append(Entry(renamed.get(name, name), name, target, tensor.shape))
+    for origin, source in enumerate(sources):
+        tensors = source.header.tensors
+        for name, output_name in source.names.items():
+            tensor = tensors[name]
+            target = DTYPES[dtype] if dtype and tensor.dtype in FLOAT_DTYPES else tensor.dtype
+            entries.append(Entry(output_name, name, target, tensor.shape, origin))
+    taken: dict[str, Entry] = {}
+    for entry in entries:
+        if entry.name in taken:
+            raise ConvertError(f"two inputs give {entry.name!r}")
+        taken[entry.name] = entry
     return sorted(entries, key=lambda entry: (-DTYPE_BYTES[entry.dtype], entry.name))
 
 
@@ -93,21 +114,23 @@ def convert_file(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
     dtype: str | None = None,
+    *,
     overwrite: bool = False,
     progress: Progress | None = None,
+    borrow: str | os.PathLike[str] | None = None,
 ) -> Result:
-    """Convert the single-file checkpoint `source` into `output` (see the module's docstring)."""
-    source, output = Path(source), Path(output)
-    header = _readable(source)
+    """Convert `source` into the single file `output` (see the module's docstring)."""
+    output = Path(output)
     if dtype is not None and dtype not in DTYPES:
         raise ConvertError(f"unknown dtype {dtype!r}: one of {', '.join(DTYPES)}")
     if output.exists() and not overwrite:
         raise ConvertError(f"{output} exists: pass --overwrite to replace it")
-    entries = plan(header, dtype)
+    sources = sources_for(Path(source), Path(borrow) if borrow else None)
+    entries = plan(sources, dtype)
     _require_buildable([entry.name for entry in entries], entries)
     partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
     try:
-        written = _write(source, header, entries, partial, progress)
+        written = _write(sources, entries, partial, progress)
         _verify(partial)
         os.replace(partial, output)
     finally:
@@ -116,12 +139,48 @@ def convert_file(
     return Result(output, classify_index(_index_of(read_header(output))).family, renumbered, written)
 
 
-def _readable(source: Path) -> Header:
+DIFFUSERS_UNET_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors")
+BORROWED_PREFIXES = ("conditioner.", "cond_stage_model.", "first_stage_model.")
+
+
+def sources_for(source: Path, borrow: Path | None) -> list[Source]:
+    """What to read: a single file (renumbered), or a diffusers UNet (file, or `unet/` of a pipeline folder) whose
+    text encoders and VAE come from the A1111 single file `borrow`."""
     if source.is_dir():
+        source = _pipeline_unet(source, borrow)
+    header = _readable(source)
+    if not is_diffusers_unet(header.names):
+        renamed = renumbering(header.names)
+        return [Source(source, header, {name: renamed.get(name, name) for name in header.names})]
+    if borrow is None:
         raise ConvertError(
-            f"{source} is a folder: converting diffusers pipeline folders is not supported yet; "
-            "single safetensors files are (block renumbering, dtype)"
+            f"{source} is a diffusers UNet alone: pass --borrow CHECKPOINT to take the text encoders and VAE from an "
+            "A1111 single file"
         )
+    try:
+        unet = Source(source, header, unet_to_ldm(header.names))
+    except UnknownTensorNameError as error:
+        raise ConvertError(f"{source}: {error}") from error
+    lender = _readable(borrow)
+    taken = {name: name for name in lender.names if name.startswith(BORROWED_PREFIXES)}
+    if not taken:
+        raise ConvertError(f"{borrow} has no text encoders or VAE to lend")
+    return [unet, Source(borrow, lender, taken)]
+
+
+def _pipeline_unet(folder: Path, borrow: Path | None) -> Path:
+    found = next((folder / "unet" / name for name in DIFFUSERS_UNET_FILES if (folder / "unet" / name).is_file()), None)
+    if found is None:
+        raise ConvertError(f"{folder} is a folder without unet/diffusion_pytorch_model.safetensors: not a pipeline")
+    if borrow is None:
+        raise ConvertError(
+            f"{folder}: converting a pipeline's own text encoders and VAE is not supported yet; pass --borrow "
+            "CHECKPOINT to take them from an A1111 single file (its UNet is converted)"
+        )
+    return found
+
+
+def _readable(source: Path) -> Header:
     try:
         header = read_header(source)
     except HeaderError as error:
@@ -141,26 +200,31 @@ def _require_buildable(names: list[str], entries: list[Entry]) -> None:
         raise ConvertError(f"the converted UNet would still not be buildable: {error}") from error
 
 
-def _write(source: Path, header: Header, entries: list[Entry], partial: Path, progress: Progress | None) -> int:
-    raw = _header_json(entries, header.metadata, source)
+def _write(sources: list[Source], entries: list[Entry], partial: Path, progress: Progress | None) -> int:
+    raw = _header_json(entries, sources[0].header.metadata, sources[0].path)
     total = sum(_nbytes(entry) for entry in entries)
-    data_start = 8 + header.header_bytes
-    tensors = header.tensors
     written = 0
-    with source.open("rb") as reader, partial.open("wb") as writer:
-        writer.write(struct.pack("<Q", len(raw)) + raw)
-        for entry in entries:
-            info = tensors[entry.source]
-            reader.seek(data_start + info.begin)
-            if entry.dtype == info.dtype:
-                _copy(reader, writer, info.nbytes)
-            else:
-                writer.write(_converted(reader.read(info.nbytes), info.dtype, entry.dtype))
-            written += _nbytes(entry)
-            if progress is not None:
-                progress(written, total)
-        writer.flush()
-        os.fsync(writer.fileno())
+    readers = [source.path.open("rb") for source in sources]
+    try:
+        with partial.open("wb") as writer:
+            writer.write(struct.pack("<Q", len(raw)) + raw)
+            for entry in entries:
+                origin = sources[entry.origin]
+                info = origin.header.tensors[entry.source]
+                reader = readers[entry.origin]
+                reader.seek(8 + origin.header.header_bytes + info.begin)
+                if entry.dtype == info.dtype:
+                    _copy(reader, writer, info.nbytes)
+                else:
+                    writer.write(_converted(reader.read(info.nbytes), info.dtype, entry.dtype))
+                written += _nbytes(entry)
+                if progress is not None:
+                    progress(written, total)
+            writer.flush()
+            os.fsync(writer.fileno())
+    finally:
+        for reader in readers:
+            reader.close()
     return written
 
 

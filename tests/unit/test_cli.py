@@ -141,7 +141,7 @@ def test_convert_renumbers_a_holed_file_and_says_what_it_did(tmp_path, capsys):
     assert main(["convert", str(source), str(tmp_path / "koala.safetensors")], io.StringIO()) == 1
     assert "exists: pass --overwrite" in capsys.readouterr().err
     assert main(["convert", str(tmp_path), str(tmp_path / "x.safetensors")], io.StringIO()) == 1
-    assert "diffusers pipeline folders is not supported yet" in capsys.readouterr().err
+    assert "is a folder without unet/diffusion_pytorch_model.safetensors" in capsys.readouterr().err
     assert main(["convert", str(source)], io.StringIO()) == 2
 
 

@@ -89,7 +89,7 @@ def test_peak_memory_is_bounded_by_the_largest_tensor(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda d: d, "is a folder: converting diffusers pipeline folders is not supported yet"),
+        (lambda d: d, "is a folder without unet/diffusion_pytorch_model.safetensors"),
         (lambda d: real_file(d / "x.safetensors", {"a": (2, 2)}), "no UNet"),
         (lambda d: truncated(d / "t.safetensors"), "truncated"),
         (lambda d: (d / "n.safetensors").write_bytes(b"nope") and d / "n.safetensors", "n.safetensors: "),
@@ -125,3 +125,109 @@ def test_the_header_is_laid_out_as_safetensors_writes_it(tmp_path):
     document = json.loads(raw[8 : 8 + length])
     names = [name for name in document if name != "__metadata__"]
     assert names == sorted(names)
+
+
+# --- diffusers UNets --------------------------------------------------------------------------------------------------
+
+# KOALA's ldm blocks → diffusers' names, written out by hand (independent of ssd1b.diffusers_names): one resnet per
+# down block, two per up block (layers_per_block + 1), no mid block in the 700M.
+KOALA_INPUT = {
+    1: "down_blocks.0",
+    2: "down_blocks.0.downsamplers.0",
+    3: "down_blocks.1",
+    4: "down_blocks.1.downsamplers.0",
+}
+KOALA_INPUT[5] = "down_blocks.2"
+KOALA_OUTPUT = {0: ("up_blocks.0", 0), 1: ("up_blocks.0", 1), 2: ("up_blocks.1", 0), 3: ("up_blocks.1", 1)}
+KOALA_OUTPUT.update({4: ("up_blocks.2", 0), 5: ("up_blocks.2", 1)})
+RESNET = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj", "out_layers.0": "norm2"}
+RESNET.update({"out_layers.3": "conv2", "skip_connection": "conv_shortcut"})
+STEM = {
+    "input_blocks.0.0": "conv_in",
+    "time_embed.0": "time_embedding.linear_1",
+    "time_embed.2": "time_embedding.linear_2",
+}
+STEM.update(
+    {"label_emb.0.0": "add_embedding.linear_1", "label_emb.0.2": "add_embedding.linear_2", "out.0": "conv_norm_out"}
+)
+STEM["out.2"] = "conv_out"
+
+
+def koala_diffusers_name(ldm):
+    name = ldm.removeprefix("model.diffusion_model.")
+    module, leaf = name.rsplit(".", 1)
+    if module in STEM:
+        return f"{STEM[module]}.{leaf}"
+    side, block, sub, rest = name.split(".", 3)
+    block = int(block)
+    if side == "input_blocks":
+        base = KOALA_INPUT[block]
+        if "downsamplers" in base:
+            return f"{base}.conv.{rest.removeprefix('op.')}"
+        item = 0
+    else:
+        base, item = KOALA_OUTPUT[block]
+        if (sub == "2") or (sub == "1" and rest.startswith("conv.")):
+            return f"{base}.upsamplers.0.{rest}"
+    if sub == "1":
+        return f"{base}.attentions.{item}.{rest}"
+    part, leaf = rest.rsplit(".", 1)
+    return f"{base}.resnets.{item}.{RESNET[part]}.{leaf}"
+
+
+def borrowed(path):
+    shapes = shrink({k: v for k, v in synthetic.text_encoders_and_vae().items()})
+    return real_file(path, shapes)
+
+
+def diffusers_koala(folder):
+    ldm = shrink(synthetic.koala_unet())
+    (folder / "unet").mkdir(parents=True)
+    names = {koala_diffusers_name(name): shape for name, shape in ldm.items()}
+    return real_file(folder / "unet" / "diffusion_pytorch_model.safetensors", names), ldm
+
+
+@pytest.mark.parametrize("whole_folder", [True, False])
+def test_a_diffusers_koala_unet_with_borrowed_text_encoders_and_vae(tmp_path, whole_folder):
+    unet_file, ldm_shapes = diffusers_koala(tmp_path / "pipeline")
+    lender = borrowed(tmp_path / "sdxl.safetensors")
+    source = tmp_path / "pipeline" if whole_folder else unet_file
+    result = convert_file(source, tmp_path / "koala.safetensors", borrow=lender)
+    output = load_file(str(result.path))
+    unet, lent = load_file(str(unet_file)), load_file(str(lender))
+    assert set(output) == set(ldm_shapes) | set(lent)
+    for ldm in ldm_shapes:
+        assert torch.equal(output[ldm], unet[koala_diffusers_name(ldm)]), ldm
+    for name, tensor in lent.items():
+        assert torch.equal(output[name], tensor)
+    header = read_header(result.path)
+    structure = structure_of(KeyIndex(header.names, header.shape_lists))
+    assert structure.num_res_blocks == (1, 1, 1) and structure.middle == -2
+
+
+def test_the_mapping_covers_sdxls_two_resblocks_per_level_too():
+    from ssd1b.diffusers_names import unet_to_ldm
+    from tests.lora_files import to_diffusers
+
+    ldm = [
+        name for name in synthetic.sdxl_unet() if not name.startswith(tuple(f"model.diffusion_model.{s}" for s in STEM))
+    ]
+    norms = {".in_layers.0": ".norm1", ".out_layers.0": ".norm2"}  # LoRA names never need the ResBlock norms
+
+    def module(name):
+        found = to_diffusers(name.removeprefix("model.diffusion_model.").rsplit(".", 1)[0])
+        return next((found.removesuffix(ldm_) + ours for ldm_, ours in norms.items() if found.endswith(ldm_)), found)
+
+    modules = {name: module(name) for name in ldm}
+    names = [f"{modules[name]}.{name.rsplit('.', 1)[1]}" for name in ldm]
+    mapped = unet_to_ldm(names)
+    assert sorted(mapped.values()) == sorted(ldm)
+
+
+def test_a_diffusers_unet_without_a_lender_is_refused_with_the_reason(tmp_path):
+    unet_file, _ = diffusers_koala(tmp_path / "pipeline")
+    with pytest.raises(ConvertError, match="a diffusers UNet alone: pass --borrow CHECKPOINT"):
+        convert_file(unet_file, tmp_path / "out.safetensors")
+    with pytest.raises(ConvertError, match="own text encoders and VAE is not supported yet; pass --borrow"):
+        convert_file(tmp_path / "pipeline", tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()
