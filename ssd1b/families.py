@@ -78,7 +78,6 @@ class Family:
     """Built from a UNet config generated for its own structure (`ssd1b.unet_config`), then pruned where a config
     cannot say it (KOALA: one ResBlock per level)."""
     signature: DepthSignature | None = None
-    note: str = ""
 
 
 FAMILIES: dict[str, Family] = {

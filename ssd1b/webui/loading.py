@@ -264,11 +264,6 @@ def _refuse_unbuildable(checkpoint: Classification, index: KeyIndex, title: str)
 def refusal(checkpoint: Classification, index: KeyIndex, title: str) -> str | None:
     """Why this extension will not let the host load `checkpoint`, or None when it may."""
     family = checkpoint.info
-    if family.distilled and not (family.prunable or family.configured):
-        return (
-            f"{title} is a {family.label} checkpoint and is not loaded: {family.note}. "
-            "A1111 can only build it as an SDXL UNet, which would leave the blocks it cannot match random or zero."
-        )
     if not _wants_generated_config(checkpoint, index):
         return None
     try:

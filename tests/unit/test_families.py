@@ -180,3 +180,8 @@ def test_classify_file_reads_the_header_only_and_agrees_with_classify(tmp_path):
     (tmp_path / "broken.safetensors").write_bytes(b"\x10" + b"\0" * 7 + b"{not json}")
     with pytest.raises(HeaderError):
         classify_file(tmp_path / "broken.safetensors")
+
+
+def test_every_distilled_family_has_a_way_to_be_built_exactly():
+    for family in FAMILIES.values():
+        assert not family.distilled or family.prunable or family.configured, family.name
