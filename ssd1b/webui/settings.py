@@ -62,6 +62,20 @@ def register_settings() -> None:
     infos = {spec.key: option_info(spec) for spec in OPTIONS}
     for key, info in shared.options_section(section_identifier(), infos).items():
         shared.opts.add_option(key, info)
+    seed_defaults(shared.opts)
+
+
+def seed_defaults(opts: Any) -> None:
+    """Give every option a value in `opts.data` (its default, where the user never saved one).
+
+    A1111 v1.6.0 reads `opts.data[key]` for each key of a request's `override_settings`
+    (`processing.process_images`, to restore it afterwards), so overriding one of our options before the user ever
+    saved the settings page answered HTTP 500 KeyError; v1.7+ skip keys not in `data`. The value is the default, so
+    nothing changes but that the settings file lists it on its next save, as A1111's own "Apply settings" does."""
+    data = getattr(opts, "data", None)
+    if isinstance(data, dict):
+        for spec in OPTIONS:
+            data.setdefault(spec.key, spec.default)
 
 
 def section_identifier() -> tuple[str, ...]:

@@ -127,3 +127,15 @@ def test_values_from_config_json_are_used_without_registration(host):
     assert option_value(opts, "ssd1b_tile_size") == 256
     assert option_value(opts, "ssd1b_missing_vae") == "Use TAESD"
     assert option_value(opts, "ssd1b_tile_mode") == "exact"
+
+
+@pytest.mark.parametrize("host_version", ["1.6.0", "1.10.1"])
+def test_every_option_has_a_value_the_host_can_store_before_an_override(webui):
+    """v1.6.0's process_images reads opts.data[key] for each override_settings key (KeyError for a never-saved one)."""
+    from ssd1b.options import OPTIONS
+
+    shared = webui.module("shared")
+    shared.opts.data["ssd1b_tile_size"] = 768  # a value the user saved stays
+    webui.module("ssd1b.webui.settings").register_settings()
+    stored = {spec.key: shared.opts.data[spec.key] for spec in OPTIONS}
+    assert stored == {spec.key: (768 if spec.key == "ssd1b_tile_size" else spec.default) for spec in OPTIONS}
