@@ -251,6 +251,18 @@ def _nbytes(entry: Entry) -> int:
 
 
 def _copy(reader: BinaryIO, writer: BinaryIO, remaining: int) -> None:
+    """Copy `remaining` bytes from the reader's position: in the kernel where it can (`copy_file_range`, no bytes
+    through Python), else in chunks."""
+    writer.flush()
+    while remaining and hasattr(os, "copy_file_range"):
+        try:
+            copied = os.copy_file_range(reader.fileno(), writer.fileno(), min(remaining, COPY_CHUNK))
+        except OSError:  # another file system, or a kernel without it: plain reads and writes
+            break
+        if not copied:
+            raise ConvertError("the source ended early (changed while being converted?)")
+        remaining -= copied
+    reader.seek(0, os.SEEK_CUR)  # the descriptor moved under the buffered reader
     while remaining:
         chunk = reader.read(min(COPY_CHUNK, remaining))
         if not chunk:

@@ -231,3 +231,14 @@ def test_a_diffusers_unet_without_a_lender_is_refused_with_the_reason(tmp_path):
     with pytest.raises(ConvertError, match="own text encoders and VAE is not supported yet; pass --borrow"):
         convert_file(tmp_path / "pipeline", tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_without_copy_file_range_the_bytes_are_the_same(tmp_path, monkeypatch):
+    def unsupported(*args):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(convert.os, "copy_file_range", unsupported, raising=False)
+    holed = real_file(tmp_path / "holed.safetensors", shrink(synthetic.holed_koala_unet()))
+    source, output = load_file(str(holed)), load_file(str(convert_file(holed, tmp_path / "out.safetensors").path))
+    renamed = renumbering(list(source))
+    assert all(torch.equal(output[renamed.get(name, name)], tensor) for name, tensor in source.items())
