@@ -182,6 +182,11 @@ def test_the_panel_in_the_real_page(novae: WebUI) -> None:
         assert page.locator("#txt2img_sampling input").input_value() == "UniPC"
         negative = page.locator("#txt2img_neg_prompt textarea").input_value()
         assert negative.startswith("my own words") and "ugly, blurry, poor quality" in negative
+
+        page.fill("#txt2img_prompt textarea", "a lighthouse <lora:not_in_the_folder:0.8>")
+        expect(page.locator("#ssd1b-txt2img-lora-fit textarea")).to_have_value(
+            "LoRA not_in_the_folder: no such network in the LoRA folder."
+        )
         page.screenshot(path=str(screenshot), full_page=False)
         print(f"\npanel screenshot: {screenshot}")
         browser.close()
