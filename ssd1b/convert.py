@@ -25,12 +25,14 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from math import prod
 from pathlib import Path
 from typing import BinaryIO
 
 from ssd1b.checkpoint import DTYPE_BYTES, Header, HeaderError, read_header
 from ssd1b.diffusers_names import UnknownTensorNameError, is_diffusers_unet, unet_to_ldm
 from ssd1b.families import UNET_PREFIX, KeyIndex, classify_index
+from ssd1b.inspect import index_of
 from ssd1b.unet_config import StructureError, structure_of
 
 DTYPES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32"}
@@ -102,11 +104,11 @@ def plan(sources: list[Source], dtype: str | None = None) -> list[Entry]:
             tensor = tensors[name]
             target = DTYPES[dtype] if dtype and tensor.dtype in FLOAT_DTYPES else tensor.dtype
             entries.append(Entry(output_name, name, target, tensor.shape, origin))
-    taken: dict[str, Entry] = {}
+    seen: set[str] = set()
     for entry in entries:
-        if entry.name in taken:
+        if entry.name in seen:
             raise ConvertError(f"two inputs give {entry.name!r}")
-        taken[entry.name] = entry
+        seen.add(entry.name)
     return sorted(entries, key=lambda entry: (-DTYPE_BYTES[entry.dtype], entry.name))
 
 
@@ -127,16 +129,16 @@ def convert_file(
         raise ConvertError(f"{output} exists: pass --overwrite to replace it")
     sources = sources_for(Path(source), Path(borrow) if borrow else None)
     entries = plan(sources, dtype)
-    _require_buildable([entry.name for entry in entries], entries)
+    _require_buildable(entries)
     partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
     try:
         written = _write(sources, entries, partial, progress)
-        _verify(partial)
+        index = _verified(partial)
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
     renumbered = sum(entry.name != entry.source for entry in entries)
-    return Result(output, classify_index(_index_of(read_header(output))).family, renumbered, written)
+    return Result(output, classify_index(index).family, renumbered, written)
 
 
 DIFFUSERS_UNET_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors")
@@ -190,8 +192,8 @@ def _readable(source: Path) -> Header:
     return header
 
 
-def _require_buildable(names: list[str], entries: list[Entry]) -> None:
-    index = KeyIndex(names, [list(entry.shape) for entry in entries])
+def _require_buildable(entries: list[Entry]) -> None:
+    index = KeyIndex([entry.name for entry in entries], [list(entry.shape) for entry in entries])
     if not index.has_prefix(UNET_PREFIX):
         raise ConvertError("no UNet (`model.diffusion_model.*`) in the file: not an A1111 single-file checkpoint")
     try:
@@ -244,10 +246,7 @@ def _header_json(entries: list[Entry], metadata: dict[str, str], source: Path) -
 
 
 def _nbytes(entry: Entry) -> int:
-    count = 1
-    for dimension in entry.shape:
-        count *= dimension
-    return count * DTYPE_BYTES[entry.dtype]
+    return prod(entry.shape) * DTYPE_BYTES[entry.dtype]
 
 
 def _copy(reader: BinaryIO, writer: BinaryIO, remaining: int) -> None:
@@ -283,15 +282,14 @@ def _converted(data: bytes, source_dtype: str, target_dtype: str) -> bytes:
     return converted.view(torch.uint8).numpy().tobytes()
 
 
-def _verify(path: Path) -> None:
+def _verified(path: Path) -> KeyIndex:
+    """The written file's index, once its header matches its size and describes a buildable UNet."""
     header = read_header(path)
     if header.truncated or header.surplus_bytes:
         raise ConvertError(f"{path}: the written file does not match its header")
+    index = index_of(header)
     try:
-        structure_of(_index_of(header))
+        structure_of(index)
     except StructureError as error:
         raise ConvertError(f"the written UNet is not buildable: {error}") from error
-
-
-def _index_of(header: Header) -> KeyIndex:
-    return KeyIndex(header.names, header.shape_lists, header.numels)
+    return index

@@ -83,11 +83,17 @@ def classify_file(path: str | os.PathLike[str]) -> Classification:
 
 
 def classify_header(header: Header) -> Classification:
-    return classify_index(KeyIndex(header.names, header.shape_lists, header.numels))
+    return classify_index(index_of(header))
+
+
+def index_of(header: Header) -> KeyIndex:
+    """The header's names, shapes and element counts as a `KeyIndex` (columns shared, nothing copied)."""
+    return KeyIndex(header.names, header.shape_lists, header.numels)
 
 
 def report_from_header(path: str, header: Header) -> Report:
-    found = classify_header(header)
+    index = index_of(header)
+    found = classify_index(index)
     error = None
     if header.truncated:
         error = (
@@ -100,7 +106,7 @@ def report_from_header(path: str, header: Header) -> Report:
             f"({format_bytes(header.declared_bytes)}); safetensors refuses to load such a file"
         )
     elif found.family == "unknown":
-        error = _numbering_problem(header)
+        error = _numbering_problem(index)
     return Report(
         path=path,
         ok=error is None,
@@ -115,8 +121,7 @@ def report_from_header(path: str, header: Header) -> Report:
     )
 
 
-def _numbering_problem(header: Header) -> str | None:
-    index = KeyIndex(header.names, header.shape_lists, header.numels)
+def _numbering_problem(index: KeyIndex) -> str | None:
     facts = unet_facts(index) if index.has_prefix(UNET_PREFIX) else None
     hole = numbering_hole(index, UNET_PREFIX, facts.input_blocks, facts.output_blocks) if facts else None
     return f"UNet {hole.removeprefix('its ')}; `python -m ssd1b convert` renumbers it" if hole else None

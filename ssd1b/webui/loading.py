@@ -251,7 +251,7 @@ def _read_file(filename: str) -> tuple[Classification, KeyIndex] | None:
         header = inspector.read_header(filename)
     except (HeaderError, OSError):
         return None
-    index = KeyIndex(header.names, header.shape_lists, header.numels)
+    index = inspector.index_of(header)
     return classify_index(index), index
 
 
