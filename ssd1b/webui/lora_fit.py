@@ -66,7 +66,8 @@ def _losing_fits(names: Iterable[str], model: Any, p: Any) -> list[NetworkFit]:
 
 
 def describe_prompt(prompt: str) -> str:
-    """The panel's text: each network of `prompt` with its fit for the loaded model."""
+    """The panel's text: each network of `prompt` with its fit for the loaded model (asked at every keystroke, so
+    nothing is printed here)."""
     from modules import shared
 
     names = network_names([prompt or ""])
@@ -77,37 +78,38 @@ def describe_prompt(prompt: str) -> str:
         return "No model loaded: the fit is shown once one is."
     lines = []
     for name in names:
-        fit = network_fit(name, model, quiet=True)
+        fit, problem = fit_or_problem(name, model)
         if fit is None:
-            lines.append(f"LoRA {name}: {_not_checked_reason(name)}.")
+            lines.append(f"LoRA {name}: {problem or NOT_FOUND}.")
         else:
             lines.append(fit.comment() if fit.loses else f"LoRA {name}: fits {fit.model_label} fully.")
     return "\n".join(lines)
 
 
-def network_fit(name: str, model: Any, quiet: bool = False) -> NetworkFit | None:
-    """The fit of network `name` for `model`; None when its file is not found or cannot be inspected (said in the
-    console unless `quiet`: the panel asks at every keystroke)."""
+NOT_FOUND = "no such network in the LoRA folder"
+
+
+def network_fit(name: str, model: Any) -> NetworkFit | None:
+    """The fit of network `name` for `model`; None when its file is not found (the Lora extension reports that
+    itself) or cannot be inspected (said in the console)."""
+    fit, problem = fit_or_problem(name, model)
+    if problem is not None:
+        print(f"{LOG_PREFIX} LoRA fit: {name} not checked: {problem}")
+    return fit
+
+
+def fit_or_problem(name: str, model: Any) -> tuple[NetworkFit | None, str | None]:
+    """(the fit, None), or (None, why it cannot be checked), or (None, None) when no file has that name."""
     path = network_path(name)
     if path is None:
-        return None  # the Lora extension itself reports a network it cannot find
-    problem = None
+        return None, None
     if path.suffix.lower() != ".safetensors":
-        problem = f"{path.name} is a pickle, which is never opened to inspect"
-    else:
-        family, label = model_family(model)
-        try:
-            return cached_fit(path, name, loaded_modules(model), family, label)
-        except (HeaderError, OSError, UnreadableModelError) as error:
-            problem = str(error)
-    if not quiet:
-        print(f"{LOG_PREFIX} LoRA fit: {name} not checked: {problem}")
-    return None
-
-
-def _not_checked_reason(name: str) -> str:
-    path = network_path(name)
-    return "no such network in the LoRA folder" if path is None else f"{path.name} cannot be inspected"
+        return None, f"{path.name} is a pickle, which is never opened to inspect"
+    family, label = model_family(model)
+    try:
+        return cached_fit(path, name, loaded_modules(model), family, label), None
+    except (HeaderError, OSError, UnreadableModelError) as error:
+        return None, str(error)
 
 
 def network_names(prompts: Iterable[str]) -> list[str]:
