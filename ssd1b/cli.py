@@ -70,8 +70,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 def run_convert(args: argparse.Namespace, out: TextIO) -> int:
     from ssd1b.convert import ConvertError, convert_file
 
+    shown = [-1]
+
     def progress(done: int, total: int) -> None:
-        print(f"\r{done * 100 // max(total, 1):3d}% of {format_bytes(total)}", end="", file=sys.stderr, flush=True)
+        percent = done * 100 // max(total, 1)
+        if percent != shown[0]:  # one redraw per percent, not per tensor
+            shown[0] = percent
+            print(f"\r{percent:3d}% of {format_bytes(total)}", end="", file=sys.stderr, flush=True)
 
     try:
         result = convert_file(
@@ -82,7 +87,7 @@ def run_convert(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_PROBLEM
     print(file=sys.stderr)
     size = format_bytes(result.bytes_written)
-    out.write(f"{result.path}: {result.family}, {result.renumbered} tensors renumbered, {size}\n")
+    out.write(f"{result.path}: {result.family}, {result.renumbered} tensors renamed, {size}\n")
     return EXIT_OK
 
 

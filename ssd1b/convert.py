@@ -11,10 +11,13 @@ tensor, not by the model. The output is written to a temporary file next to the 
 only when complete; an existing file is never overwritten unless asked; any failure removes the temporary file.
 The result is read back and must describe a UNet `ssd1b.unet_config` can build.
 
-diffusers UNets (a `diffusion_pytorch_model.safetensors`, or the `unet/` of a pipeline folder) are converted too,
-for any number of ResBlocks per level (`ssd1b.diffusers_names`), with the text encoders and VAE taken from an A1111
-single file (`borrow`). Not here yet: converting a pipeline's own `vae/` and `text_encoder*/`; without `borrow`
-that is refused with the reason.
+diffusers pipelines (a folder with `model_index.json`, `unet/`, `vae/`, `text_encoder/`, `text_encoder_2/`, each
+one safetensors file, its fp16 variant or shards) are converted whole: the UNet for any number of ResBlocks per
+level (`ssd1b.diffusers_names`), the VAE and both text encoders by `ssd1b.diffusers_components` (OpenCLIP's q/k/v
+concatenated into `in_proj_*` and its projection transposed on the way, the VAE attention's Linear weights written
+as 1×1 convolutions). A diffusers UNet alone (its file, or a pipeline with `borrow`) takes the text encoders and
+VAE of an A1111 single file. Before anything is written the parts must fit each other (text-encoder widths against
+the UNet's cross-attention, VAE latent channels against the UNet's input).
 """
 
 from __future__ import annotations
@@ -27,13 +30,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from ssd1b.checkpoint import DTYPE_BYTES, Header, HeaderError, read_header
+from ssd1b.checkpoint import DTYPE_BYTES, Header, HeaderError, TensorInfo, read_header
+from ssd1b.diffusers_components import Recipe
 from ssd1b.diffusers_names import UnknownTensorNameError, is_diffusers_unet, unet_to_ldm
+from ssd1b.diffusers_pipeline import Component, PipelineError, pipeline_components, unet_file_of
 from ssd1b.families import UNET_PREFIX, KeyIndex, classify_index
 from ssd1b.inspect import index_of
 from ssd1b.unet_config import StructureError, structure_of
+
+if TYPE_CHECKING:
+    import torch
 
 DTYPES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32"}
 FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
@@ -53,18 +61,27 @@ class ConvertError(ValueError):
 class Source:
     path: Path
     header: Header
-    names: dict[str, str]
-    """Each tensor taken from this file → its name in the output."""
+
+
+@dataclass(frozen=True)
+class Part:
+    origin: int
+    """Index of the `Source` the tensor is read from."""
+    name: str
 
 
 @dataclass(frozen=True)
 class Entry:
     name: str
-    source: str
+    parts: tuple[Part, ...]
+    """Concatenated along the first dimension, in this order."""
     dtype: str
     shape: tuple[int, ...]
-    origin: int = 0
-    """Index of the `Source` the tensor is read from."""
+    transposed: bool = False
+
+    @property
+    def renamed(self) -> bool:
+        return len(self.parts) != 1 or self.parts[0].name != self.name
 
 
 @dataclass(frozen=True)
@@ -72,7 +89,7 @@ class Result:
     path: Path
     family: str
     renumbered: int
-    """Tensors whose block number changed."""
+    """Tensors whose name changed (renumbered blocks, diffusers names)."""
     bytes_written: int
 
 
@@ -95,21 +112,41 @@ def renumbering(names: list[str]) -> dict[str, str]:
     return renamed
 
 
-def plan(sources: list[Source], dtype: str | None = None) -> list[Entry]:
-    """The output's tensors, in the order safetensors writes them (widest dtype first, then by name)."""
-    entries = []
-    for origin, source in enumerate(sources):
-        tensors = source.header.tensors
-        for name, output_name in source.names.items():
-            tensor = tensors[name]
-            target = DTYPES[dtype] if dtype and tensor.dtype in FLOAT_DTYPES else tensor.dtype
-            entries.append(Entry(output_name, name, target, tensor.shape, origin))
-    seen: set[str] = set()
-    for entry in entries:
-        if entry.name in seen:
-            raise ConvertError(f"two inputs give {entry.name!r}")
-        seen.add(entry.name)
-    return sorted(entries, key=lambda entry: (-DTYPE_BYTES[entry.dtype], entry.name))
+def plan(components: list[Component], dtype: str | None = None) -> tuple[list[Source], list[Entry]]:
+    """The files to read and the output's tensors, in the order safetensors writes them (widest dtype first, then
+    by name)."""
+    sources, entries, seen = [], [], set()
+    for component in components:
+        first = len(sources)
+        sources += [Source(path, _readable(path)) for path in component.files]
+        origin_of = {name: origin for origin in range(first, len(sources)) for name in sources[origin].header.names}
+        for output_name, recipe in component.recipes.items():
+            if output_name in seen:
+                raise ConvertError(f"two inputs give {output_name!r}")
+            seen.add(output_name)
+            entries.append(_entry(output_name, recipe, origin_of, sources, dtype))
+    return sources, sorted(entries, key=lambda entry: (-DTYPE_BYTES[entry.dtype], entry.name))
+
+
+def _entry(name: str, recipe: Recipe, origin_of: dict[str, int], sources: list[Source], dtype: str | None) -> Entry:
+    missing = [source for source in recipe.sources if source not in origin_of]
+    if missing:
+        raise ConvertError(f"{name}: its input {missing[0]!r} is in none of the files (a shard index out of date?)")
+    parts = tuple(Part(origin_of[source], source) for source in recipe.sources)
+    infos = [sources[part.origin].header.tensors[part.name] for part in parts]
+    if len({info.dtype for info in infos}) != 1 or len({info.shape[1:] for info in infos}) != 1:
+        raise ConvertError(f"{name}: its parts {', '.join(recipe.sources)} differ in dtype or shape")
+    shape = _shape(name, recipe.layout, (sum(info.shape[0] for info in infos), *infos[0].shape[1:]))
+    target = DTYPES[dtype] if dtype and infos[0].dtype in FLOAT_DTYPES else infos[0].dtype
+    return Entry(name, parts, target, shape, transposed=recipe.layout == "transposed")
+
+
+def _shape(name: str, layout: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if layout == "same" or (layout == "conv1x1" and len(shape) == 4):
+        return shape
+    if len(shape) != 2:
+        raise ConvertError(f"{name}: a {layout} tensor must be 2-D, not {list(shape)}")
+    return (*shape, 1, 1) if layout == "conv1x1" else (shape[1], shape[0])
 
 
 def convert_file(
@@ -127,59 +164,81 @@ def convert_file(
         raise ConvertError(f"unknown dtype {dtype!r}: one of {', '.join(DTYPES)}")
     if output.exists() and not overwrite:
         raise ConvertError(f"{output} exists: pass --overwrite to replace it")
-    sources = sources_for(Path(source), Path(borrow) if borrow else None)
-    entries = plan(sources, dtype)
+    sources, entries = plan(components_for(Path(source), Path(borrow) if borrow else None), dtype)
     _require_buildable(entries)
-    partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
+    _remove_stale_partials(output)
+    partial = output.with_name(f".{output.name}.{os.getpid()}{PARTIAL_SUFFIX}")
     try:
-        written = _write(sources, entries, partial, progress)
+        written = _write(sources, entries, partial, progress, Path(source).name)
         index = _verified(partial)
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
-    renumbered = sum(entry.name != entry.source for entry in entries)
+    renumbered = sum(entry.renamed for entry in entries)
     return Result(output, classify_index(index).family, renumbered, written)
 
 
-DIFFUSERS_UNET_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors")
 BORROWED_PREFIXES = ("conditioner.", "cond_stage_model.", "first_stage_model.")
+PARTIAL_SUFFIX = ".partial"
 
 
-def sources_for(source: Path, borrow: Path | None) -> list[Source]:
-    """What to read: a single file (renumbered), or a diffusers UNet (file, or `unet/` of a pipeline folder) whose
-    text encoders and VAE come from the A1111 single file `borrow`."""
+def components_for(source: Path, borrow: Path | None) -> list[Component]:
+    """What to read: a single file (renumbered); a diffusers pipeline folder (all its components, or its UNet with
+    the text encoders and VAE of the A1111 single file `borrow`); a diffusers UNet file with `borrow`."""
     if source.is_dir():
-        source = _pipeline_unet(source, borrow)
+        return _pipeline(source, borrow)
     header = _readable(source)
     if not is_diffusers_unet(header.names):
         renamed = renumbering(header.names)
-        return [Source(source, header, {name: renamed.get(name, name) for name in header.names})]
+        return [Component("file", (source,), {renamed.get(name, name): Recipe((name,)) for name in header.names})]
     if borrow is None:
         raise ConvertError(
             f"{source} is a diffusers UNet alone: pass --borrow CHECKPOINT to take the text encoders and VAE from an "
             "A1111 single file"
         )
+    return [_diffusers_unet((source,)), _borrowed(borrow)]
+
+
+def _pipeline(folder: Path, borrow: Path | None) -> list[Component]:
     try:
-        unet = Source(source, header, unet_to_ldm(header.names))
+        if borrow is not None:
+            return [_diffusers_unet(unet_file_of(folder)), _borrowed(borrow)]
+        return pipeline_components(folder, lambda path: _readable(path).names)
+    except PipelineError as error:
+        raise ConvertError(str(error)) from error
+
+
+def _diffusers_unet(files: tuple[Path, ...]) -> Component:
+    names = [name for file in files for name in _readable(file).names]
+    try:
+        return Component("unet", files, {ldm: Recipe((name,)) for name, ldm in unet_to_ldm(names).items()})
     except UnknownTensorNameError as error:
-        raise ConvertError(f"{source}: {error}") from error
-    lender = _readable(borrow)
-    taken = {name: name for name in lender.names if name.startswith(BORROWED_PREFIXES)}
-    if not taken:
+        raise ConvertError(f"{files[0]}: {error}") from error
+
+
+def _borrowed(borrow: Path) -> Component:
+    names = [name for name in _readable(borrow).names if name.startswith(BORROWED_PREFIXES)]
+    if not names:
         raise ConvertError(f"{borrow} has no text encoders or VAE to lend")
-    return [unet, Source(borrow, lender, taken)]
+    return Component("borrowed", (borrow,), {name: Recipe((name,)) for name in names})
 
 
-def _pipeline_unet(folder: Path, borrow: Path | None) -> Path:
-    found = next((folder / "unet" / name for name in DIFFUSERS_UNET_FILES if (folder / "unet" / name).is_file()), None)
-    if found is None:
-        raise ConvertError(f"{folder} is a folder without unet/diffusion_pytorch_model.safetensors: not a pipeline")
-    if borrow is None:
-        raise ConvertError(
-            f"{folder}: converting a pipeline's own text encoders and VAE is not supported yet; pass --borrow "
-            "CHECKPOINT to take them from an A1111 single file (its UNet is converted)"
-        )
-    return found
+def _remove_stale_partials(output: Path) -> None:
+    """Temporary files a killed conversion of the same output left behind (their process is gone)."""
+    for partial in output.parent.glob(f".{output.name}.*{PARTIAL_SUFFIX}"):
+        pid = partial.name[len(output.name) + 2 : -len(PARTIAL_SUFFIX)]
+        if pid.isdigit() and not _alive(int(pid)):
+            partial.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _readable(source: Path) -> Header:
@@ -197,13 +256,41 @@ def _require_buildable(entries: list[Entry]) -> None:
     if not index.has_prefix(UNET_PREFIX):
         raise ConvertError("no UNet (`model.diffusion_model.*`) in the file: not an A1111 single-file checkpoint")
     try:
-        structure_of(index)
+        structure = structure_of(index)
     except StructureError as error:
         raise ConvertError(f"the converted UNet would still not be buildable: {error}") from error
+    _require_consistent(entries, structure.context_dim)
 
 
-def _write(sources: list[Source], entries: list[Entry], partial: Path, progress: Progress | None) -> int:
-    raw = _header_json(entries, sources[0].header.metadata, sources[0].path)
+TEXT_WIDTHS = re.compile(
+    r"^conditioner\.embedders\.\d+\.(?:transformer\.text_model\.embeddings\.token_embedding\.weight"
+    r"|model\.token_embedding\.weight)$"
+)
+VAE_LATENT = "first_stage_model.post_quant_conv.weight"
+UNET_LATENT = UNET_PREFIX + "input_blocks.0.0.weight"
+
+
+def _require_consistent(entries: list[Entry], context_dim: int) -> None:
+    """The parts fit each other: the text encoders' widths add up to the UNet's context, the VAE's latent channels
+    are the UNet's input channels (an SD 1.5 text encoder or a foreign VAE is refused before anything is written)."""
+    shapes = {entry.name: entry.shape for entry in entries}
+    widths = [shape[1] for name, shape in sorted(shapes.items()) if TEXT_WIDTHS.match(name)]
+    if widths and sum(widths) != context_dim:
+        raise ConvertError(
+            f"inconsistent parts: the text encoders give {' + '.join(map(str, widths))} = {sum(widths)} features, "
+            f"the UNet's cross-attention takes {context_dim}"
+        )
+    if VAE_LATENT in shapes and UNET_LATENT in shapes and shapes[VAE_LATENT][1] != shapes[UNET_LATENT][1]:
+        raise ConvertError(
+            f"inconsistent parts: the VAE has {shapes[VAE_LATENT][1]} latent channels, the UNet takes "
+            f"{shapes[UNET_LATENT][1]}"
+        )
+
+
+def _write(
+    sources: list[Source], entries: list[Entry], partial: Path, progress: Progress | None, source_name: str
+) -> int:
+    raw = _header_json(entries, sources[0].header.metadata, source_name)
     total = sum(_nbytes(entry) for entry in entries)
     written = 0
     readers = [source.path.open("rb") for source in sources]
@@ -211,14 +298,7 @@ def _write(sources: list[Source], entries: list[Entry], partial: Path, progress:
         with partial.open("wb") as writer:
             writer.write(struct.pack("<Q", len(raw)) + raw)
             for entry in entries:
-                origin = sources[entry.origin]
-                info = origin.header.tensors[entry.source]
-                reader = readers[entry.origin]
-                reader.seek(8 + origin.header.header_bytes + info.begin)
-                if entry.dtype == info.dtype:
-                    _copy(reader, writer, info.nbytes)
-                else:
-                    writer.write(_converted(reader.read(info.nbytes), info.dtype, entry.dtype))
+                _write_entry(entry, sources, readers, writer)
                 written += _nbytes(entry)
                 if progress is not None:
                     progress(written, total)
@@ -230,8 +310,22 @@ def _write(sources: list[Source], entries: list[Entry], partial: Path, progress:
     return written
 
 
-def _header_json(entries: list[Entry], metadata: dict[str, str], source: Path) -> bytes:
-    document: dict[str, object] = {"__metadata__": {**metadata, METADATA_NOTE: source.name}}
+def _write_entry(entry: Entry, sources: list[Source], readers: list[BinaryIO], writer: BinaryIO) -> None:
+    for part in entry.parts:
+        header = sources[part.origin].header
+        info = header.tensors[part.name]
+        reader = readers[part.origin]
+        reader.seek(8 + header.header_bytes + info.begin)
+        if entry.transposed:
+            writer.write(_transposed(reader.read(info.nbytes), info, entry.dtype))
+        elif entry.dtype == info.dtype:
+            _copy(reader, writer, info.nbytes)
+        else:
+            writer.write(_converted(reader.read(info.nbytes), info.dtype, entry.dtype))
+
+
+def _header_json(entries: list[Entry], metadata: dict[str, str], source_name: str) -> bytes:
+    document: dict[str, object] = {"__metadata__": {**metadata, METADATA_NOTE: source_name}}
     offset = 0
     for entry in entries:
         size = _nbytes(entry)
@@ -275,11 +369,24 @@ TORCH_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "
 
 def _converted(data: bytes, source_dtype: str, target_dtype: str) -> bytes:
     """One tensor's bytes in another float dtype (torch: numpy has no bfloat16)."""
+    return _as_bytes(_tensor(data, source_dtype), target_dtype)
+
+
+def _transposed(data: bytes, info: TensorInfo, target_dtype: str) -> bytes:
+    rows, columns = info.shape
+    return _as_bytes(_tensor(data, info.dtype).reshape(rows, columns).t().contiguous(), target_dtype)
+
+
+def _tensor(data: bytes, dtype: str) -> torch.Tensor:
     import torch
 
-    tensor = torch.frombuffer(bytearray(data), dtype=getattr(torch, TORCH_DTYPES[source_dtype]))
-    converted = tensor.to(getattr(torch, TORCH_DTYPES[target_dtype]))
-    return converted.view(torch.uint8).numpy().tobytes()
+    return torch.frombuffer(bytearray(data), dtype=getattr(torch, TORCH_DTYPES[dtype]))
+
+
+def _as_bytes(tensor: torch.Tensor, dtype: str) -> bytes:
+    import torch
+
+    return tensor.to(getattr(torch, TORCH_DTYPES[dtype])).reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
 def _verified(path: Path) -> KeyIndex:

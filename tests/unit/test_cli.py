@@ -136,12 +136,12 @@ def test_convert_renumbers_a_holed_file_and_says_what_it_did(tmp_path, capsys):
     out = io.StringIO()
     assert main(["convert", str(source), str(tmp_path / "koala.safetensors"), "--dtype", "fp16"], out) == 0
     assert out.getvalue().startswith(f"{tmp_path / 'koala.safetensors'}: ")
-    assert "tensors renumbered" in out.getvalue()
+    assert "tensors renamed" in out.getvalue()
     assert "100% of" in capsys.readouterr().err
     assert main(["convert", str(source), str(tmp_path / "koala.safetensors")], io.StringIO()) == 1
     assert "exists: pass --overwrite" in capsys.readouterr().err
     assert main(["convert", str(tmp_path), str(tmp_path / "x.safetensors")], io.StringIO()) == 1
-    assert "is a folder without unet/diffusion_pytorch_model.safetensors" in capsys.readouterr().err
+    assert "has no model_index.json: not a diffusers pipeline folder" in capsys.readouterr().err
     assert main(["convert", str(source)], io.StringIO()) == 2
 
 

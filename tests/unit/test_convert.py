@@ -89,7 +89,7 @@ def test_peak_memory_is_bounded_by_the_largest_tensor(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda d: d, "is a folder without unet/diffusion_pytorch_model.safetensors"),
+        (lambda d: d, "has no model_index.json: not a diffusers pipeline folder"),
         (lambda d: real_file(d / "x.safetensors", {"a": (2, 2)}), "no UNet"),
         (lambda d: truncated(d / "t.safetensors"), "truncated"),
         (lambda d: (d / "n.safetensors").write_bytes(b"nope") and d / "n.safetensors", "n.safetensors: "),
@@ -228,7 +228,8 @@ def test_a_diffusers_unet_without_a_lender_is_refused_with_the_reason(tmp_path):
     unet_file, _ = diffusers_koala(tmp_path / "pipeline")
     with pytest.raises(ConvertError, match="a diffusers UNet alone: pass --borrow CHECKPOINT"):
         convert_file(unet_file, tmp_path / "out.safetensors")
-    with pytest.raises(ConvertError, match="own text encoders and VAE is not supported yet; pass --borrow"):
+    (tmp_path / "pipeline" / "model_index.json").write_text("{}")
+    with pytest.raises(ConvertError, match="the pipeline lacks vae, text_encoder / text_encoder_2"):
         convert_file(tmp_path / "pipeline", tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()
 
