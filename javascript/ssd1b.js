@@ -176,7 +176,17 @@
         return values;
     }
 
+    /** After a conversion in the panel: the host's checkpoint refresh button, so the new file is in the dropdown. */
+    function refreshCheckpointsAfterConversion(result) {
+        if (typeof result === "string" && result.indexOf("Converted ") === 0) {
+            const refresh = byId("refresh_sd_model_checkpoint");
+            if (refresh) refresh.click();
+        }
+        return [];
+    }
+
     window.ssd1b = {
+        refreshCheckpointsAfterConversion: refreshCheckpointsAfterConversion,
         selectedCheckpoint: selectedCheckpoint,
         withSelectedCheckpoint: withSelectedCheckpoint,
         inspect: inspect,

@@ -135,3 +135,26 @@ def _require_parts(folder: Path, present: list[str]) -> None:
         missing.append("text_encoder / text_encoder_2")
     if missing:
         raise PipelineError(f"{folder}: the pipeline lacks {', '.join(missing)} (in safetensors)")
+
+
+def pipeline_of_part(path: Path) -> tuple[Path, str] | None:
+    """(pipeline folder, component) when `path` is a weights file inside a pipeline's component folder."""
+    component = path.parent
+    if component.name in {kind.folder for kind in COMPONENTS} and (component.parent / MODEL_INDEX).is_file():
+        return component.parent, component.name
+    return None
+
+
+Shapes = dict[str, tuple[int, ...]]
+
+
+def unet_ldm_shapes(folder: Path, shapes_of: Callable[[Path], Shapes]) -> Shapes:
+    """The pipeline's UNet under ldm names → shapes (enough to tell its family before converting)."""
+    shapes: Shapes = {}
+    for file in unet_file_of(folder):
+        shapes.update(shapes_of(file))
+    try:
+        recipes = _unet(list(shapes), 0)
+    except (UnknownComponentNameError, UnknownTensorNameError) as error:
+        raise PipelineError(f"{folder / 'unet'}: {error}") from error
+    return {ldm: shapes[recipe.sources[0]] for ldm, recipe in recipes.items()}

@@ -1,6 +1,6 @@
 """REST API of the extension, mounted on A1111's FastAPI app (adapter; imports fastapi / `modules` lazily).
 
-Routes (JSON, GET only, prefix /ssd1b/v1):
+Routes (JSON, prefix /ssd1b/v1; GET unless marked POST):
 
 - /ssd1b/v1/presets                    -> {"builtin": [preset...], "user": [preset...], "problem": null | str}
   A preset is `ssd1b.presets.Preset.to_json()`. `problem` says why (part of) the user's store could not be read,
@@ -13,6 +13,12 @@ Routes (JSON, GET only, prefix /ssd1b/v1):
   checkpoint.
 - /ssd1b/v1/model                      -> {"loaded": true, ...`ssd1b.webui.loading.current_report()`} or
   {"loaded": false}.
+- /ssd1b/v1/pipelines                  -> {"pipelines": [{"name", "folder", "target", "family", "converted"}...]}:
+  the diffusers pipeline folders in the checkpoint folders (`ssd1b.webui.conversion`).
+- POST /ssd1b/v1/convert {"pipeline": name, "dtype": "fp16"|"bf16"|"fp32", "overwrite": false}
+  -> {"pipeline", "checkpoint", "path", "family", "bytes", "seconds"} once `<folder>.safetensors` is written and
+  in the host's model list. 404 unknown pipeline; 409 the file exists (without overwrite) or another conversion
+  runs; 422 the reason the pipeline cannot be converted (nothing is left behind).
 
 The routes are always added (the presets panel may call them), also without `--api`; when the host runs with
 `--api-auth user:password[,…]` they ask for the same HTTP Basic credentials as the host's own API.
@@ -77,9 +83,9 @@ def register(app: Any) -> bool:
     if app in _apps:
         return False
     dependencies = _auth_dependencies()
-    for path, endpoint in ROUTES.items():
+    for (method, path), endpoint in ROUTES.items():
         app.add_api_route(
-            PREFIX + path, endpoint, methods=["GET"], tags=TAGS, dependencies=dependencies, response_model=None
+            PREFIX + path, endpoint, methods=[method], tags=TAGS, dependencies=dependencies, response_model=None
         )
     api_guard.add_to(app)
     _apps.add(app)
@@ -131,10 +137,32 @@ def get_model() -> dict[str, Any]:
     return {"loaded": False} if report is None else {"loaded": True, **report}
 
 
-ROUTES: dict[str, Callable[..., dict[str, Any]]] = {
-    "/presets": get_presets,
-    "/inspect": get_inspect,
-    "/model": get_model,
+def get_pipelines() -> dict[str, Any]:
+    from ssd1b.webui import conversion
+
+    _require_installed()
+    return {"pipelines": [pipeline.to_json() for pipeline in conversion.find_pipelines()]}
+
+
+def post_convert(request: dict[str, Any]) -> dict[str, Any]:
+    from ssd1b.webui import conversion
+
+    _require_installed()
+    name, dtype = request.get("pipeline"), request.get("dtype", conversion.DEFAULT_DTYPE)
+    if not isinstance(name, str) or not name.strip():
+        raise _http_error(422, "'pipeline' is required: a name from GET /ssd1b/v1/pipelines")
+    try:
+        return conversion.convert(name, str(dtype), bool(request.get("overwrite", False))).to_json()
+    except conversion.ConversionError as error:
+        raise _http_error(error.status, str(error)) from error
+
+
+ROUTES: dict[tuple[str, str], Callable[..., dict[str, Any]]] = {
+    ("GET", "/presets"): get_presets,
+    ("GET", "/inspect"): get_inspect,
+    ("GET", "/model"): get_model,
+    ("GET", "/pipelines"): get_pipelines,
+    ("POST", "/convert"): post_convert,
 }
 
 

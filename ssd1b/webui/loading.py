@@ -35,6 +35,7 @@ from typing import Any
 
 from ssd1b import inspect as inspector
 from ssd1b.checkpoint import HeaderError
+from ssd1b.diffusers_pipeline import pipeline_of_part
 from ssd1b.families import UNET_PREFIX, Classification, DepthSignature, KeyIndex, classify_index, signature_from_keys
 from ssd1b.prune import KeyDiff, PruneError, count_parameters, prune_unet, unet_key_diff
 from ssd1b.unet_config import StructureError, UNetStructure, network_params, rewrite_network_params, structure_of
@@ -189,7 +190,7 @@ def _load_model_weights(original: Callable[..., Any], model: Any, checkpoint_inf
     shapes = _shapes(state_dict)
     index = _index(shapes)
     checkpoint = classify_index(index)
-    _refuse_unbuildable(checkpoint, index, _title(checkpoint_info))
+    _refuse_unbuildable(checkpoint, index, _title(checkpoint_info), getattr(checkpoint_info, "filename", None))
     checkpoint_keys = [key for key in shapes if key.startswith(UNET_PREFIX)]  # the host consumes state_dict
     verified = _is_verified(checkpoint, shapes)
     if verified:
@@ -235,7 +236,7 @@ def _preflight(sd_model: Any = None, info: Any = None, *_: Any, **__: Any) -> No
         return
     found = _read_file(checkpoint_info.filename)
     if found is not None:
-        _refuse_unbuildable(found[0], found[1], _title(checkpoint_info))
+        _refuse_unbuildable(found[0], found[1], _title(checkpoint_info), checkpoint_info.filename)
 
 
 def classify_file(filename: str) -> Classification | None:
@@ -255,14 +256,21 @@ def _read_file(filename: str) -> tuple[Classification, KeyIndex] | None:
     return classify_index(index), index
 
 
-def _refuse_unbuildable(checkpoint: Classification, index: KeyIndex, title: str) -> None:
-    reason = refusal(checkpoint, index, title)
+def _refuse_unbuildable(checkpoint: Classification, index: KeyIndex, title: str, filename: str | None) -> None:
+    reason = refusal(checkpoint, index, title, filename)
     if reason is not None:
         raise UnsupportedModelError(f"{LOG_PREFIX} {reason}")
 
 
-def refusal(checkpoint: Classification, index: KeyIndex, title: str) -> str | None:
+def refusal(checkpoint: Classification, index: KeyIndex, title: str, filename: str | None = None) -> str | None:
     """Why this extension will not let the host load `checkpoint`, or None when it may."""
+    part = pipeline_of_part(Path(filename)) if filename else None
+    if part is not None:
+        return (
+            f"{title} is the {part[1]} of the diffusers pipeline {part[0].name}, not a checkpoint: A1111 loads single "
+            "files. Convert the pipeline (SSD-1B panel → Diffusers pipelines, or POST /ssd1b/v1/convert) and pick "
+            "the converted file."
+        )
     family = checkpoint.info
     if not _wants_generated_config(checkpoint, index):
         return None
@@ -302,7 +310,7 @@ def refusal_for_title(title: str) -> str | None:
 
     info = sd_models.get_closet_checkpoint_match(title)
     found = _read_file(info.filename) if info is not None else None
-    return refusal(found[0], found[1], _title(info)) if found is not None else None
+    return refusal(found[0], found[1], _title(info), info.filename) if found is not None else None
 
 
 def distilled_config(

@@ -46,7 +46,7 @@ from ssd1b import inspect as inspect_core
 from ssd1b import presets as presets_core
 from ssd1b.families import FAMILIES
 from ssd1b.options import option_value
-from ssd1b.webui import host, loading, lora_fit
+from ssd1b.webui import conversion_panel, host, loading, lora_fit
 from ssd1b.webui.panel_logic import (
     ARGS,
     SCRIPT_TITLE,
@@ -315,6 +315,8 @@ def build_panel(tab: str) -> Panel:
         status = _text(tab, "status", "Status", lines=1)
         lora_fit = _text(tab, "lora-fit", "LoRA fit for the loaded model (the networks in the prompt)", lines=1)
         user = _user_preset_controls(tab)
+        if tab == "txt2img":  # one place for a folder-wide action
+            conversion_panel.build(lambda item: elem_id(tab, item))
     panel = Panel(
         tab,
         enabled,

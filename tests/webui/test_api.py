@@ -134,7 +134,7 @@ def test_model_returns_the_load_report_of_the_current_model(host):
 
 
 def test_routes_are_added_once_per_app(host):
-    expected = ["/ssd1b/v1/inspect", "/ssd1b/v1/model", "/ssd1b/v1/presets"]
+    expected = ["/ssd1b/v1/convert", "/ssd1b/v1/inspect", "/ssd1b/v1/model", "/ssd1b/v1/pipelines", "/ssd1b/v1/presets"]
     assert our_routes(host.app) == expected
     host.api.install()
     host.callbacks.app_started_callback(None, host.app)
@@ -152,6 +152,7 @@ def test_uninstall_stops_answering_and_install_resumes(host):
     response = host.client.get("/ssd1b/v1/presets")
     assert response.status_code == 503
     assert "not installed" in response.json()["detail"]
+    assert host.client.post("/ssd1b/v1/convert", json={"pipeline": "x"}).status_code == 503
     host.api.install()
     assert host.client.get("/ssd1b/v1/presets").status_code == 200
     assert our_routes(host.app).count("/ssd1b/v1/presets") == 1
@@ -183,7 +184,8 @@ def test_api_auth_is_honoured(webui):
 
 def test_the_openapi_schema_builds(host):
     schema = host.client.get("/openapi.json").json()
-    assert {"/ssd1b/v1/presets", "/ssd1b/v1/inspect", "/ssd1b/v1/model"} <= set(schema["paths"])
+    assert {"/ssd1b/v1/presets", "/ssd1b/v1/inspect", "/ssd1b/v1/model", "/ssd1b/v1/pipelines"} <= set(schema["paths"])
+    assert set(schema["paths"]["/ssd1b/v1/convert"]) == {"post"}
     json.dumps(schema)
 
 

@@ -102,9 +102,16 @@ def list_models():
     checkpoints_list.clear()
     checkpoint_aliases.clear()
     os.makedirs(model_path, exist_ok=True)
-    for filename in sorted(os.listdir(model_path)):
-        if os.path.splitext(filename)[1].lower() in (".safetensors", ".ckpt"):
-            CheckpointInfo(os.path.join(model_path, filename)).register()
+    # modelloader.load_models → shared.walk_files: every folder below, hidden ones skipped, sorted by path.
+    found = []
+    for root, _dirs, files in os.walk(model_path, followlinks=True):
+        if "/." in root or "\\." in root:
+            continue
+        found += [
+            os.path.join(root, name) for name in files if os.path.splitext(name)[1].lower() in (".safetensors", ".ckpt")
+        ]
+    for filename in sorted(found):
+        CheckpointInfo(filename).register()
 
 
 def checkpoint_tiles(use_short=False):
