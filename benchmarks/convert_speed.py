@@ -1,16 +1,20 @@
-"""`python -m ssd1b convert` of an SSD-1B-sized diffusers UNet against `cp` of the same bytes, side by side.
+"""`python -m ssd1b convert` of an SSD-1B-sized diffusers pipeline against `cp` of the same bytes and against
+loading that pipeline with diffusers, side by side in one run.
 
     python benchmarks/convert_speed.py [--json] [--keep-dir DIR]
 
-Writes, in a temporary folder on the same disk: a diffusers-named SSD-1B UNet (`diffusion_pytorch_model.safetensors`,
-fp16, real names and shapes, random bytes) and an A1111 single file holding SDXL's text encoders and VAE to borrow
-from (4.5 GB together, the size of SSD-1B-A1111.safetensors). Then, dropping both from the page cache before each:
-- `cp` of both files (the bytes convert must read and write, at the disk's own speed);
-- the conversion in a subprocess (`python -m ssd1b convert unet.safetensors out.safetensors --borrow …`), whose peak
-  resident set is read from the kernel (`ru_maxrss` of the child).
-Targets: throughput (cp time / convert time) >= 0.7; convert peak RSS <= 512 MiB.
-`diffusers_peak_rss_mib` (loading the same pipeline with diffusers) is measured only where diffusers is installed
-(a test-only dependency); it is null otherwise.
+Writes, in a temporary folder on the same disk, a diffusers SSD-1B pipeline as `save_pretrained(variant="fp16")`
+lays it out: `unet/`, `vae/`, `text_encoder/`, `text_encoder_2/`, each a `config.json` and an fp16 safetensors
+file with diffusers' real names and shapes and random bytes (4.5 GB, the size of SSD-1B's single file), and
+`model_index.json`. Then, dropping the files from the page cache before each:
+- `cp` of the four weight files (the bytes convert must read and write, at the disk's own speed);
+- the conversion in a subprocess (`python -m ssd1b convert PIPELINE out.safetensors`: the UNet renamed, OpenCLIP's
+  q/k/v concatenated and its projection transposed, the VAE's attention reshaped), its peak resident set read from
+  the kernel (`ru_maxrss` of the child);
+- diffusers and transformers loading the same four components (`from_pretrained(..., variant="fp16",
+  torch_dtype=float16)`) in a subprocess: its peak resident set.
+Targets: throughput (cp time / convert time) >= 0.7; convert peak RSS <= 512 MiB. Needs the test environment
+(diffusers and transformers are test-only dependencies).
 """
 
 from __future__ import annotations
@@ -29,37 +33,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests import synthetic  # noqa: E402
-from tests.lora_files import to_diffusers  # noqa: E402
+from tests import diffusers_models, synthetic  # noqa: E402
 
 THROUGHPUT_TARGET = 0.7
 RSS_TARGET_MIB = 512
 CHUNK = 64 << 20
-NORMS = {".in_layers.0": ".norm1", ".out_layers.0": ".norm2"}
-STEM = {
-    "input_blocks.0.0": "conv_in",
-    "time_embed.0": "time_embedding.linear_1",
-    "time_embed.2": "time_embedding.linear_2",
-    "label_emb.0.0": "add_embedding.linear_1",
-    "label_emb.0.2": "add_embedding.linear_2",
-    "out.0": "conv_norm_out",
-    "out.2": "conv_out",
-}
-
-
-def diffusers_name(ldm: str) -> str:
-    module, leaf = ldm.removeprefix("model.diffusion_model.").rsplit(".", 1)
-    if module in STEM:
-        return f"{STEM[module]}.{leaf}"
-    found = to_diffusers(module)
-    found = next((found.removesuffix(old) + new for old, new in NORMS.items() if found.endswith(old)), found)
-    return f"{found}.{leaf}"
+LOAD_WITH_DIFFUSERS = """
+import sys, torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTextModelWithProjection
+folder = sys.argv[1]
+kinds = {"unet": UNet2DConditionModel, "vae": AutoencoderKL, "text_encoder": CLIPTextModel,
+         "text_encoder_2": CLIPTextModelWithProjection}
+models = [kind.from_pretrained(folder, subfolder=name, variant="fp16", torch_dtype=torch.float16)
+          for name, kind in kinds.items()]
+print(sum(p.numel() for model in models for p in model.parameters()))
+"""
 
 
 def write_random(path: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
     """A safetensors file with the header of `shapes` and random bytes, written in chunks (no tensor in memory)."""
     head, declared = synthetic.header_bytes(shapes)
     block = os.urandom(CHUNK)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as handle:
         handle.write(head)
         remaining = declared
@@ -68,6 +64,15 @@ def write_random(path: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
             handle.write(piece)
             remaining -= len(piece)
     return path
+
+
+def write_pipeline(folder: Path) -> list[Path]:
+    files = [
+        write_random(folder / name / f"{diffusers_models.WEIGHTS_STEM[name]}.fp16.safetensors", shapes)
+        for name, shapes in diffusers_models.pipeline_shapes("ssd-1b").items()
+    ]
+    diffusers_models.write_configs(folder, "ssd-1b")
+    return files
 
 
 def drop_cache(*paths: Path) -> None:
@@ -81,40 +86,41 @@ def drop_cache(*paths: Path) -> None:
 
 
 def timed_child(command: list[str]) -> tuple[float, float]:
-    """(seconds, peak RSS MiB) of a child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """(seconds, peak RSS MiB) of a child process (children run one at a time: the maximum is this child's once it
+    exceeds the earlier ones, which the order below guarantees: cp < convert < diffusers)."""
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(peak, before) / 1024
+    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def measure(folder: Path) -> dict[str, object]:
-    unet = write_random(folder / "unet.safetensors", {diffusers_name(k): v for k, v in synthetic.ssd_1b_unet().items()})
-    lender = write_random(folder / "lender.safetensors", synthetic.text_encoders_and_vae())
-    total = unet.stat().st_size + lender.stat().st_size
-    drop_cache(unet, lender)
+    pipeline = folder / "pipeline"
+    files = write_pipeline(pipeline)
+    total = sum(file.stat().st_size for file in files)
+    drop_cache(*files)
     cp_start = time.perf_counter()
-    for source in (unet, lender):
-        shutil.copyfile(source, folder / f"copy-{source.name}")
-        drop_cache(folder / f"copy-{source.name}")
+    for index, source in enumerate(files):
+        shutil.copyfile(source, folder / f"copy-{index}")
+        drop_cache(folder / f"copy-{index}")
     cp_seconds = time.perf_counter() - cp_start
-    for source in (unet, lender):
-        (folder / f"copy-{source.name}").unlink()
-    drop_cache(unet, lender)
+    for index in range(len(files)):
+        (folder / f"copy-{index}").unlink()
+    drop_cache(*files)
     output = folder / "out.safetensors"
-    command = [sys.executable, "-m", "ssd1b", "convert", str(unet), str(output), "--borrow", str(lender)]
-    convert_seconds, convert_rss = timed_child(command)
+    convert_seconds, convert_rss = timed_child([sys.executable, "-m", "ssd1b", "convert", str(pipeline), str(output)])
+    drop_cache(output, *files)
+    _, diffusers_rss = timed_child([sys.executable, "-c", LOAD_WITH_DIFFUSERS, str(pipeline)])
+    ratio = cp_seconds / convert_seconds
     return {
         "bytes": total,
         "convert_s": round(convert_seconds, 2),
         "cp_s": round(cp_seconds, 2),
-        "throughput_ratio": round(cp_seconds / convert_seconds, 3),
+        "throughput_ratio": round(ratio, 3),
         "convert_peak_rss_mib": round(convert_rss, 1),
-        "diffusers_peak_rss_mib": None,
+        "diffusers_peak_rss_mib": round(diffusers_rss, 1),
         "targets": {"throughput_ratio": THROUGHPUT_TARGET, "convert_peak_rss_mib": RSS_TARGET_MIB},
-        "targets_met": cp_seconds / convert_seconds >= THROUGHPUT_TARGET and convert_rss <= RSS_TARGET_MIB,
+        "targets_met": ratio >= THROUGHPUT_TARGET and convert_rss <= RSS_TARGET_MIB,
     }
 
 
@@ -136,7 +142,7 @@ def main() -> None:
         f"{result['bytes'] / 1e9:.2f} GB: convert {result['convert_s']} s, cp {result['cp_s']} s, "
         f"throughput {result['throughput_ratio']} (target >= {THROUGHPUT_TARGET}); "
         f"convert peak RSS {result['convert_peak_rss_mib']} MiB (target <= {RSS_TARGET_MIB}); "
-        f"diffusers: {result['diffusers_peak_rss_mib'] or 'not installed, not measured'}"
+        f"diffusers peak RSS {result['diffusers_peak_rss_mib']} MiB"
     )
 
 

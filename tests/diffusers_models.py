@@ -137,3 +137,33 @@ def save_pipeline(folder: Path, family: str, *, slim: bool = True, seed: int = 0
             module.float()
     (folder / "model_index.json").write_text(json.dumps(MODEL_INDEX))
     return modules
+
+
+def meta_pipeline(family: str) -> dict:
+    """The pipeline's modules at the real widths on the meta device (no memory)."""
+    with torch.device("meta"):
+        text_encoder, text_encoder_2 = text_encoders(slim=False)
+        modules = {"unet": unet(family, slim=False), "vae": vae(slim=False), "text_encoder": text_encoder}
+        modules["text_encoder_2"] = text_encoder_2
+    return modules
+
+
+def pipeline_shapes(family: str) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Every component's tensor names and shapes at the real widths: what `save_pretrained` would write."""
+    return {
+        name: {key: tuple(value.shape) for key, value in module.state_dict().items()}
+        for name, module in meta_pipeline(family).items()
+    }
+
+
+def write_configs(folder: Path, family: str) -> None:
+    """The `config.json` of every component and the `model_index.json`, as `save_pretrained` writes them."""
+    for name, module in meta_pipeline(family).items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        saver = getattr(module, "save_config", None) or module.config.save_pretrained
+        saver(folder / name)
+    (folder / "model_index.json").write_text(json.dumps(MODEL_INDEX))
+
+
+WEIGHTS_STEM = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model"}
+WEIGHTS_STEM |= {"text_encoder": "model", "text_encoder_2": "model"}

@@ -26,6 +26,8 @@ SKIP_REASON = "integration tier: set SD_WEBUI_DIR to an AUTOMATIC1111 checkout t
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Tests that start no server run first: the session's server, once started, lives until the end.
+    items.sort(key=lambda item: item.get_closest_marker("without_server") is None)
     if os.environ.get("SD_WEBUI_DIR"):
         return
     skip = pytest.mark.skip(reason=SKIP_REASON)

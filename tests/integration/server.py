@@ -200,6 +200,14 @@ def link_extension(webui_dir: Path) -> Path | None:
     return link
 
 
+_started: list[WebUI] = []
+
+
+def running() -> bool:
+    """Whether a server this module started is still alive (the memory-heavy tests without one check it)."""
+    return any(server.process.poll() is None for server in _started)
+
+
 def start(launch: LaunchSettings, work_dir: Path) -> WebUI:
     """Start the server on STARTUP_CHECKPOINT and return once its API answers and that model has loaded."""
     problems = launch.problems()
@@ -223,6 +231,7 @@ def start(launch: LaunchSettings, work_dir: Path) -> WebUI:
             start_new_session=True,
         )
     server = WebUI(f"http://127.0.0.1:{launch.port}", log, process, created_link, lora_dir)
+    _started.append(server)
     try:
         _wait_until_ready(server, time.monotonic() + launch.timeout)
     except BaseException:
