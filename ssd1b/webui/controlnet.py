@@ -206,10 +206,13 @@ def patch_controlnet(announce_absent: bool = True) -> ControlNetExtension | None
             print(f"{LOG_PREFIX} {_absent_reason(extension)}: IP-Adapter and ControlNet are left as they are")
             _announced_absent = True
         return extension
-    if extension.ip_adapter is not None:
-        _patch_ip_adapter(extension.ip_adapter, extension.ip_adapter_module)
-    if extension.unet_hook is not None:
-        _patch(extension.unet_hook, "hook", _unet_hook)
+    try:
+        _patch_extension(extension)
+    except (AttributeError, KeyError) as error:  # a fork shaped otherwise: leave all of it as it is
+        while _patches:
+            _restore(_patches.pop())
+        print(f"{LOG_PREFIX} sd-webui-controlnet {extension.version} not adapted, it lacks {error}")
+        return extension
     print(f"{LOG_PREFIX} sd-webui-controlnet {extension.version}: {_patched_features(extension)}")
     return extension
 
@@ -230,6 +233,13 @@ def _patched_features(extension: ControlNetExtension) -> str:
     if extension.unet_hook is not None:
         features.append("control models that cannot fit the UNet are reported")
     return "; ".join(features)
+
+
+def _patch_extension(extension: ControlNetExtension) -> None:
+    if extension.ip_adapter is not None:
+        _patch_ip_adapter(extension.ip_adapter, extension.ip_adapter_module)
+    if extension.unet_hook is not None:
+        _patch(extension.unet_hook, "hook", _unet_hook)
 
 
 def _patch_ip_adapter(code: IpAdapterCode, module: Any) -> None:

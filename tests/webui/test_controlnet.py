@@ -332,3 +332,15 @@ def test_the_extension_install_wires_the_concern_and_script_unload_undoes_it(con
     controlnet.callbacks.script_unloaded_callback()
     assert controlnet.hook.UnetHook.__dict__["hook"] is original
     assert not controlnet.adapter.is_patched()
+
+
+def test_a_patch_that_fails_half_way_leaves_every_original(controlnet, monkeypatch, capsys):
+    class Inherited(controlnet.hook.UnetHook):  # `hook` not in the class's own namespace: cannot be patched here
+        pass
+
+    original = controlnet.ip.__dict__["set_model_attn2_replace"]
+    monkeypatch.setattr(controlnet.hook, "UnetHook", Inherited)
+    controlnet.adapter.install()
+    assert not controlnet.adapter.is_patched()
+    assert controlnet.ip.__dict__["set_model_attn2_replace"] is original
+    assert "sd-webui-controlnet v1.1.455 not adapted, it lacks 'hook'" in capsys.readouterr().out
