@@ -9,7 +9,13 @@ from __future__ import annotations
 from importlib import import_module
 
 # Each concern is one module with idempotent install()/uninstall(); order matters only for uninstall (reverse).
-CONCERNS = ("ssd1b.webui.settings", "ssd1b.webui.loading", "ssd1b.webui.vae", "ssd1b.webui.api")
+CONCERNS = (
+    "ssd1b.webui.settings",
+    "ssd1b.webui.loading",
+    "ssd1b.webui.vae",
+    "ssd1b.webui.api",
+    "ssd1b.webui.controlnet",
+)
 
 _installed = False
 

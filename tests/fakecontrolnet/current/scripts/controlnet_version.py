@@ -1,0 +1,3 @@
+"""Fake of scripts/controlnet_version.py."""
+
+version_flag = "v1.1.455"
