@@ -122,7 +122,8 @@ def test_the_panel_converts_with_progress_and_the_dropdown_offers_the_result(pip
         page.click("#ssd1b-txt2img-pipeline input")
         page.locator("#ssd1b-txt2img-pipeline li", has_text=KOALA).click()
         page.click("#ssd1b-txt2img-convert")
-        expect(page.get_by_text(re.compile(r"[\d.]+ [MG]B of 3\.\d+ GB"))).to_be_visible(timeout=120_000)
+        progress = page.locator("#ssd1b-txt2img-convert-result").get_by_text(re.compile(r"[\d.]+ [MG]B of 3\.\d+ GB"))
+        expect(progress).to_be_visible(timeout=120_000)  # gradio's progress bar, with convert's byte count
         page.screenshot(path=str(screenshot), full_page=False)
         result = page.locator("#ssd1b-txt2img-convert-result textarea")
         expect(result).to_have_value(

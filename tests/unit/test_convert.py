@@ -243,3 +243,37 @@ def test_without_copy_file_range_the_bytes_are_the_same(tmp_path, monkeypatch):
     source, output = load_file(str(holed)), load_file(str(convert_file(holed, tmp_path / "out.safetensors").path))
     renamed = renumbering(list(source))
     assert all(torch.equal(output[renamed.get(name, name)], tensor) for name, tensor in source.items())
+
+
+KILLED_MID_COPY = """
+import sys, time
+from pathlib import Path
+from ssd1b.convert import convert_file
+
+def progress(done, total):
+    Path(sys.argv[3]).write_text("copying")
+    time.sleep(60)
+
+convert_file(sys.argv[1], sys.argv[2], progress=progress)
+"""
+
+
+def test_a_killed_conversion_leaves_no_output_and_the_next_run_clears_its_leftovers(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = real_file(tmp_path / "holed.safetensors", shrink(synthetic.holed_koala_unet()))
+    target, marker = tmp_path / "out.safetensors", tmp_path / "copying"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_MID_COPY, str(source), str(target), str(marker)])
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    assert marker.exists(), "the child never started copying"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    leftovers = list(tmp_path.glob(".out.safetensors.*.partial"))
+    assert not target.exists() and len(leftovers) == 1
+    convert_file(source, target)
+    assert target.is_file() and not list(tmp_path.glob(".out.safetensors.*.partial"))
