@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssd1b.checkpoint import Header, HeaderError, collector_paused, format_bytes, read_header
+from ssd1b.diffusers_names import UnknownTensorNameError, is_diffusers_unet, unet_to_ldm
+from ssd1b.diffusers_pipeline import pipeline_of_part
 from ssd1b.families import FAMILIES, UNET_PREFIX, Classification, KeyIndex, classify_index, unet_facts
 from ssd1b.unet_config import numbering_hole
 
@@ -93,6 +95,9 @@ def index_of(header: Header) -> KeyIndex:
 
 def report_from_header(path: str, header: Header) -> Report:
     index = index_of(header)
+    part = pipeline_of_part(Path(path))
+    if part is not None and part[1] == "unet" and is_diffusers_unet(header.names):
+        index = _as_ldm(header)  # the family and depths of the pipeline, under the names it will have
     found = classify_index(index)
     error = None
     if header.truncated:
@@ -104,6 +109,11 @@ def report_from_header(path: str, header: Header) -> Report:
         error = (
             f"damaged: {format_bytes(header.surplus_bytes)} after the data the header declares "
             f"({format_bytes(header.declared_bytes)}); safetensors refuses to load such a file"
+        )
+    elif part is not None:
+        error = (
+            f"the {part[1]} of the diffusers pipeline {part[0].name}, not a single-file checkpoint: "
+            f"`python -m ssd1b convert {part[0]} OUT.safetensors` makes one"
         )
     elif found.family == "unknown":
         error = _numbering_problem(index)
@@ -119,6 +129,14 @@ def report_from_header(path: str, header: Header) -> Report:
         dtype=dominant_dtype(header),
         bytes=header.file_bytes,
     )
+
+
+def _as_ldm(header: Header) -> KeyIndex:
+    try:
+        renamed = unet_to_ldm(header.names)
+    except UnknownTensorNameError:
+        return index_of(header)
+    return KeyIndex([renamed[name] for name in header.names], header.shape_lists, header.numels)
 
 
 def _numbering_problem(index: KeyIndex) -> str | None:

@@ -277,3 +277,23 @@ def test_a_killed_conversion_leaves_no_output_and_the_next_run_clears_its_leftov
     assert not target.exists() and len(leftovers) == 1
     convert_file(source, target)
     assert target.is_file() and not list(tmp_path.glob(".out.safetensors.*.partial"))
+
+
+def test_the_inspector_names_a_pipelines_files_and_tells_the_family_of_its_unet(tmp_path):
+    from ssd1b.inspect import inspect_file
+
+    folder = tmp_path / "koala-diffusers"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "model_index.json").write_text("{}")
+    unet = synthetic.write_sparse(
+        folder / "unet" / "diffusion_pytorch_model.safetensors",
+        {koala_diffusers_name(name): shape for name, shape in synthetic.koala_unet().items()},
+    )
+    report = inspect_file(unet)
+    assert (report.family, report.unet_params, report.ok) == ("koala-700m", 782_822_724, False)
+    assert report.error == (
+        f"the unet of the diffusers pipeline koala-diffusers, not a single-file checkpoint: "
+        f"`python -m ssd1b convert {folder} OUT.safetensors` makes one"
+    )
+    (folder / "model_index.json").unlink()  # a loose diffusers UNet file is just not a checkpoint
+    assert inspect_file(unet).ok and inspect_file(unet).family == "unknown"
