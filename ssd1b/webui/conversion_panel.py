@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from ssd1b.webui import conversion
+from ssd1b.webui import conversion, host
 
 NONE_FOUND = "No diffusers pipeline folder in the checkpoint folders (models/Stable-diffusion, --ckpt-dir)."
 REFRESH_CHECKPOINTS_JS = "ssd1b.refreshCheckpointsAfterConversion"
@@ -69,7 +69,7 @@ def build(element_id: Any) -> ConversionControls:
 def wire(controls: ConversionControls) -> None:
     controls.rescan.click(fn=on_rescan, inputs=[], outputs=[controls.pipeline, controls.result], show_progress=False)
     event = controls.convert.click(
-        fn=on_convert,
+        fn=on_convert if host.gradio_queue_enabled() else on_convert_without_progress,
         inputs=[controls.pipeline, controls.dtype, controls.overwrite],
         outputs=[controls.result, controls.pipeline],
     )
@@ -83,12 +83,21 @@ def on_rescan() -> list[Any]:
 
 
 def on_convert(name: str | None, dtype: str, overwrite: bool, progress: Any = gr.Progress()) -> list[Any]:  # noqa: B008
+    if name:
+        progress(0, desc=f"Converting {name}")
+    return _convert(name, dtype, overwrite, lambda fraction, text: progress(fraction, desc=text))
+
+
+def on_convert_without_progress(name: str | None, dtype: str, overwrite: bool) -> list[Any]:
+    """With `--no-gradio-queue` gradio cannot show progress: the console still does."""
+    return _convert(name, dtype, overwrite, lambda fraction, text: None)
+
+
+def _convert(name: str | None, dtype: str, overwrite: bool, report: Any) -> list[Any]:
     if not name:
         return ["Pick a pipeline folder first (↻ looks again).", gr.update()]
-    progress(0, desc=f"Converting {name}")
-    report = conversion.progress_reporter(lambda fraction, text: progress(fraction, desc=text))
     try:
-        done = conversion.convert(name, dtype, bool(overwrite), report)
+        done = conversion.convert(name, dtype, bool(overwrite), conversion.progress_reporter(report))
     except conversion.ConversionError as error:
         return [f"Not converted: {error}", gr.update()]
     return [done.message(), gr.update(choices=[pipeline.name for pipeline in conversion.find_pipelines()], value=name)]

@@ -145,6 +145,11 @@ def parsed_infotext_key(key: str) -> str:
     return found[0][0] if found else key
 
 
+def gradio_queue_enabled() -> bool:
+    """A1111's webui.py queues gradio events unless `--no-gradio-queue`; gradio's progress bars need the queue."""
+    return not getattr(getattr(_module("modules.shared"), "cmd_opts", None), "no_gradio_queue", False)
+
+
 def lora_dir() -> Path:
     """models/Lora, or what `--lora-dir` (the built-in Lora extension's flag) says."""
     shared = _module("modules.shared")

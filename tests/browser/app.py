@@ -57,6 +57,8 @@ def serve(webui: Any, *, selected: str, options: dict[str, Any] | None = None) -
     demo = build_demo(webui, selected=selected, options=options)
     api = webui.module("ssd1b.webui.api")
     api.install()
+    if not webui.module("shared").cmd_opts.no_gradio_queue:  # as A1111's webui.py does
+        demo.queue(64)
     app, url, _ = demo.launch(
         prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True, show_api=False
     )

@@ -146,3 +146,26 @@ def test_the_panel_says_when_there_is_no_pipeline(host):
     panel = host.module("ssd1b.webui.conversion_panel")
     update, text = panel.on_rescan()
     assert update["choices"] == [] and text == panel.NONE_FOUND
+
+
+@pytest.mark.parametrize("no_queue", [False, True])
+def test_the_section_builds_and_launches_with_and_without_gradios_queue(host, koala_pipeline, no_queue):
+    """A1111's `--no-gradio-queue` (webui.py then skips `demo.queue`): no progress bar, but the UI still starts."""
+    import gradio as gr
+
+    host.module("shared").cmd_opts.no_gradio_queue = no_queue
+    panel = host.module("ssd1b.webui.conversion_panel")
+    with gr.Blocks() as demo:
+        controls = panel.build(lambda item: f"ssd1b-txt2img-{item}")
+    if not no_queue:
+        demo.queue(64)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        convert = next(d for d in demo.dependencies if d["trigger"] == "click" and controls.convert._id in d["targets"])
+        function = demo.fns[demo.dependencies.index(convert)].fn
+        assert function is (panel.on_convert_without_progress if no_queue else panel.on_convert)
+        assert controls.pipeline.choices == [koala_pipeline]
+    finally:
+        demo.close()
+    message, _ = panel.on_convert_without_progress(koala_pipeline, "fp16", False)
+    assert message.startswith(f"Converted {koala_pipeline}")

@@ -35,6 +35,7 @@ cmd_opts = argparse.Namespace(
     medvram=False,
     api=False,
     nowebui=False,
+    no_gradio_queue=False,
     vae_path=None,
     disable_nan_check=False,
     disable_console_progressbars=False,
