@@ -16,6 +16,7 @@ tests that do (conftest orders them first), so the machine holds one model at a 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,12 +49,20 @@ def run(command: list[str], env: dict[str, str] | None = None) -> None:
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_the_converted_file_runs_like_the_diffusers_pipeline(family, tmp_path):
+    assert not a1111.running(), "no A1111 server may run beside this test (memory)"
+    try:
+        compare(family, tmp_path)
+    finally:  # 9 GB a family: the disk holds one family's files at a time
+        shutil.rmtree(tmp_path / "pipeline", ignore_errors=True)
+        (tmp_path / "converted.safetensors").unlink(missing_ok=True)
+
+
+def compare(family: str, tmp_path: Path) -> None:
     import torch
     from safetensors.torch import load_file
 
     from ssd1b.convert import convert_file
 
-    assert not a1111.running(), "no A1111 server may run beside this test (memory)"
     run([sys.executable, "-m", "tests.integration.equivalence.reference", family, str(tmp_path)])
     result = convert_file(tmp_path / "pipeline", tmp_path / "converted.safetensors", "fp32")
     assert result.family == FAMILIES[family]
