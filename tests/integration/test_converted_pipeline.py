@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from tests import diffusers_models
+from tests.integration.browser import real_page
 from tests.integration.server import WebUI, tracebacks
-from tests.integration.test_vae_and_panel import CHROMIUM
 from tests.random_files import write_random
 
 pytestmark = pytest.mark.integration
@@ -100,19 +100,10 @@ def test_a_component_file_in_the_model_list_is_refused_with_the_way_out(pipeline
 
 
 def test_the_panel_converts_with_progress_and_the_dropdown_offers_the_result(pipelines: WebUI) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     screenshot = pipelines.log.path.parent / "conversion.png"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        page = browser.new_page(viewport={"width": 1600, "height": 1400})
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.set_default_timeout(30_000)
-        page.goto(pipelines.base_url + "/", timeout=300_000)
-        page.wait_for_selector("#ssd1b-txt2img-accordion", timeout=300_000)
+    with real_page(pipelines.base_url) as (page, errors):
         page.click("#ssd1b-txt2img-accordion .label-wrap")
         page.click("#ssd1b-txt2img-pipelines .label-wrap")
         page.click("#ssd1b-txt2img-pipelines-rescan")
@@ -133,7 +124,6 @@ def test_the_panel_converts_with_progress_and_the_dropdown_offers_the_result(pip
         expect(page.locator("#setting_sd_model_checkpoint li", has_text=f"{KOALA}.safetensors")).to_be_visible(
             timeout=60_000
         )
-        browser.close()
     assert errors == [], errors
     title = next(
         model["title"]

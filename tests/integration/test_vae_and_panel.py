@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from ssd1b.presets import Preset, PresetStore
+from tests.integration.browser import real_page
 from tests.integration.server import WebUI, tracebacks
 
 pytestmark = pytest.mark.integration
@@ -48,7 +49,6 @@ REQUEST = {
     "save_images": False,
     "alwayson_scripts": {"SSD-1B presets": {"args": [True, FAST.name, True]}},
 }
-CHROMIUM = Path(os.environ.get("SSD1B_CHROMIUM", "/usr/bin/chromium"))
 
 
 @pytest.fixture(scope="module")
@@ -150,21 +150,10 @@ def test_bad_script_args_are_422_and_the_endpoints_answer(novae: WebUI) -> None:
 
 
 def test_the_panel_in_the_real_page(novae: WebUI) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    assert CHROMIUM.exists(), f"{CHROMIUM} not found: apt-get install chromium"
     screenshot = novae.log.path.parent / "panel.png"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        page = browser.new_page(viewport={"width": 1600, "height": 1400})
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.on("dialog", lambda dialog: (errors.append("dialog: " + dialog.message), dialog.dismiss()))
-        page.set_default_timeout(30_000)
-        page.goto(novae.base_url + "/", timeout=300_000)
-        page.wait_for_selector("#ssd1b-txt2img-accordion", timeout=300_000)
+    with real_page(novae.base_url) as (page, errors):
         expect(page.locator("#ssd1b-family-badge")).to_have_text("SSD-1B", timeout=60_000)
 
         page.click("#ssd1b-txt2img-accordion .label-wrap")
@@ -189,5 +178,4 @@ def test_the_panel_in_the_real_page(novae: WebUI) -> None:
         )
         page.screenshot(path=str(screenshot), full_page=False)
         print(f"\npanel screenshot: {screenshot}")
-        browser.close()
     assert errors == [], errors
