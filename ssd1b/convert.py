@@ -374,6 +374,11 @@ def _converted(data: bytes, source_dtype: str, target_dtype: str) -> bytes:
 
 def _transposed(data: bytes, info: TensorInfo, target_dtype: str) -> bytes:
     rows, columns = info.shape
+    if target_dtype == info.dtype:  # moving whole elements needs no torch (its import alone is ~300 MiB)
+        import numpy as np
+
+        element = np.dtype(f"V{DTYPE_BYTES[info.dtype]}")
+        return np.frombuffer(data, dtype=element).reshape(rows, columns).T.tobytes()
     return _as_bytes(_tensor(data, info.dtype).reshape(rows, columns).t().contiguous(), target_dtype)
 
 
