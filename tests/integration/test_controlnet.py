@@ -14,17 +14,26 @@ session's server then links it in as extensions/sd-webui-controlnet, with `--con
 
 Each generation: 256², 2 steps, one seed; an image comes back, the log of the step holds no traceback, and a unit
 that applies changes the image (against the same request without it).
+
+The random-weight checkpoints keep sgm's initialisation, which zeroes the UNet's output convolution, every
+transformer's `proj_out` and every ResBlock's last convolution: their UNet predicts exactly 0 whatever it is given,
+so no IP-Adapter or ControlNet could change an image. Every request here (with and without a unit) therefore carries
+`<lora:unet_wake:1>`, a kohya LoRA written for the test over exactly those zeroed modules, which makes the
+prediction depend on the attentions and the skip connections the units act on.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import pytest
 
+from tests import synthetic
 from tests.integration.server import CONTROLNET_ANNOTATORS, CONTROLNET_ENV, CONTROLNET_MODELS, WebUI
 from tests.integration.test_whole_session import assert_real, generate, host_quote, load, png
+from tests.lora_files import kohya_tensors, weight_shapes, write_random_weights
 
 pytestmark = [
     pytest.mark.integration,
@@ -45,6 +54,8 @@ FILES = {
 }
 IP_KEY, CN_KEY = "SSD-1B IP-Adapter", "SSD-1B ControlNet"
 IP_FIT = {SSD1B: ("SSD-1B", "34 of 70 layers"), VEGA: ("Segmind Vega", "15 of 70 layers")}
+WAKE_PROMPT = "a lighthouse on a cliff <lora:unet_wake:1>"
+ZEROED_BY_SGM_INIT = re.compile(r"^(out\.2|.*\.1\.proj_out|.*\.out_layers\.3)$")
 SD15_REFUSAL = "unit 1 not applied: its model is made for SD 1.x / 2.x (12 input blocks), the loaded UNet has 9"
 _references: dict[str, Any] = {}
 
@@ -65,6 +76,21 @@ def controlnet(webui: WebUI) -> dict[str, str]:
     names = {name.split(" [")[0]: name for name in listed["model_list"]}
     assert {IP_ADAPTER, CONTROLNET_SDXL, CONTROLNET_SD15} <= set(names), listed
     return names
+
+
+@pytest.fixture(scope="module")
+def unet_wake(webui: WebUI) -> str:
+    """The prompt with a LoRA over the modules sgm's initialisation zeroes (see the module docstring)."""
+    assert webui.lora_dir is not None
+    shapes: dict[str, tuple[int, ...]] = {}
+    for module, shape in weight_shapes(synthetic.sdxl_unet()).items():
+        if ZEROED_BY_SGM_INIT.match(module):
+            shapes.update(kohya_tensors("lora_unet_" + module.replace(".", "_"), shape, 4))
+    write_random_weights(
+        webui.lora_dir / "unet_wake.safetensors", shapes, metadata={"ss_network_module": "networks.lora"}
+    )
+    webui.post("/sdapi/v1/refresh-loras", {})
+    return WAKE_PROMPT
 
 
 @pytest.fixture(scope="module")
@@ -95,13 +121,13 @@ def unit(model: str, module: str, image: str) -> dict[str, Any]:
 
 
 def with_units(webui: WebUI, *units: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    return generate(webui, alwayson_scripts={"controlnet": {"args": list(units)}})
+    return generate(webui, prompt=WAKE_PROMPT, alwayson_scripts={"controlnet": {"args": list(units)}})
 
 
 def reference(webui: WebUI, checkpoint: str) -> Any:
     """The same request without any unit (one per checkpoint and session)."""
     if checkpoint not in _references:
-        info, _ = generate(webui)
+        info, _ = generate(webui, prompt=WAKE_PROMPT)
         _references[checkpoint] = info["image"]
     return _references[checkpoint]
 
@@ -111,13 +137,13 @@ def assert_changed(image: Any, before: Any) -> None:
 
     assert_real(image, (256, 256))
     difference = np.abs(image - before).mean()
-    assert difference > 1.0, f"the unit did not change the image (mean difference {difference:.3f})"
+    assert difference > 0.2, f"the unit did not change the image (mean difference {difference:.3f})"
 
 
 # SDXL first: the session's server starts on it.
 @pytest.mark.parametrize("checkpoint", [SDXL, SSD1B, VEGA])
 def test_ip_adapter_applies_to_the_layers_the_model_has(
-    webui: WebUI, controlnet: dict[str, str], hint: str, checkpoint: str
+    webui: WebUI, controlnet: dict[str, str], hint: str, unet_wake: str, checkpoint: str
 ) -> None:
     load(webui, checkpoint)
     before = reference(webui, checkpoint)
@@ -134,7 +160,9 @@ def test_ip_adapter_applies_to_the_layers_the_model_has(
     assert f"[ssd1b] IP-Adapter on {label}: {entry}" in step_log, step_log[-3000:]
 
 
-def test_an_sdxl_controlnet_works_on_ssd_1b(webui: WebUI, controlnet: dict[str, str], hint: str) -> None:
+def test_an_sdxl_controlnet_works_on_ssd_1b(
+    webui: WebUI, controlnet: dict[str, str], hint: str, unet_wake: str
+) -> None:
     load(webui, SSD1B)
     before = reference(webui, SSD1B)
     info, step_log = with_units(webui, unit(controlnet[CONTROLNET_SDXL], "none", hint))
@@ -144,7 +172,9 @@ def test_an_sdxl_controlnet_works_on_ssd_1b(webui: WebUI, controlnet: dict[str, 
     assert "[ssd1b] ControlNet" not in step_log
 
 
-def test_an_sd15_controlnet_on_ssd_1b_is_left_out_and_said(webui: WebUI, controlnet: dict[str, str], hint: str) -> None:
+def test_an_sd15_controlnet_on_ssd_1b_is_left_out_and_said(
+    webui: WebUI, controlnet: dict[str, str], hint: str, unet_wake: str
+) -> None:
     import numpy as np
 
     load(webui, SSD1B)
@@ -159,7 +189,9 @@ def test_an_sd15_controlnet_on_ssd_1b_is_left_out_and_said(webui: WebUI, control
     assert f"[ssd1b] ControlNet on SSD-1B: {SD15_REFUSAL}" in step_log, step_log[-3000:]
 
 
-def test_an_sdxl_ip_adapter_on_koala_is_refused_and_said(webui: WebUI, controlnet: dict[str, str], hint: str) -> None:
+def test_an_sdxl_ip_adapter_on_koala_is_refused_and_said(
+    webui: WebUI, controlnet: dict[str, str], hint: str, unet_wake: str
+) -> None:
     load(webui, KOALA)
     info, step_log = with_units(webui, unit(controlnet[IP_ADAPTER], "ip-adapter_clip_h", hint))
     assert_real(info["image"], (256, 256))
