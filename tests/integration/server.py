@@ -20,6 +20,14 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXTENSION_LINK_NAME = "sd-webui-ssd1b"
+CONTROLNET_ENV = "SD_WEBUI_CONTROLNET"
+"""A checkout of sd-webui-controlnet (Mikubill): linked in as extensions/sd-webui-controlnet while the server runs."""
+CONTROLNET_LINK_NAME = "sd-webui-controlnet"
+CONTROLNET_MODELS = "ControlNet"
+"""`<models>/ControlNet`: the server's `--controlnet-dir`."""
+CONTROLNET_ANNOTATORS = "annotators"
+"""`<models>/annotators`: the server's `--controlnet-annotator-models-path` (`clip_vision/clip_h.pth`, …): what its
+preprocessors would download at their first use."""
 STARTUP_CHECKPOINT = "sdxl.safetensors"
 REQUIRED_CHECKPOINTS = (
     "sdxl.safetensors",
@@ -45,7 +53,9 @@ SETTINGS = {"show_progress_type": "Approx cheap", "sd_checkpoints_limit": 1, "sd
 # a local path, a working copy) makes it print this block, traceback included, at every start. Not ours to fix.
 HOST_NOISE = (
     re.compile(
-        r"^\*\*\* Failed reading extension data from Git repository \(" + re.escape(EXTENSION_LINK_NAME) + r"\)\n"
+        r"^\*\*\* Failed reading extension data from Git repository \("
+        + f"(?:{re.escape(EXTENSION_LINK_NAME)}|{re.escape(CONTROLNET_LINK_NAME)})"
+        + r"\)\n"
         r"(?:.*\n)*?---$",
         re.MULTILINE,
     ),
@@ -96,7 +106,7 @@ class WebUI:
     base_url: str
     log: ServerLog
     process: subprocess.Popen[bytes]
-    created_link: Path | None = field(default=None)
+    created_links: list[Path] = field(default_factory=list)
     lora_dir: Path | None = field(default=None)
     """The server's `--lora-dir`: a folder of this session's own, for the random-weight LoRAs the tests write."""
 
@@ -135,11 +145,14 @@ class LaunchSettings:
     host_args: tuple[str, ...]
     port: int
     timeout: float
+    controlnet: Path | None = None
+    """sd-webui-controlnet to link in (SD_WEBUI_CONTROLNET); None: the host runs without it."""
 
     @classmethod
     def from_environment(cls) -> LaunchSettings:
         webui_dir = Path(os.environ["SD_WEBUI_DIR"]).expanduser().resolve()
         models = os.environ.get("SD_WEBUI_MODELS")
+        controlnet = os.environ.get(CONTROLNET_ENV)
         return cls(
             webui_dir=webui_dir,
             python=os.environ.get("SD_WEBUI_PYTHON", "python"),
@@ -147,6 +160,7 @@ class LaunchSettings:
             host_args=tuple(shlex.split(os.environ.get("SD_WEBUI_ARGS", DEFAULT_HOST_ARGS))),
             port=int(os.environ.get("SD_WEBUI_PORT") or _free_port()),
             timeout=float(os.environ.get("SD_WEBUI_TIMEOUT", "1200")),
+            controlnet=Path(controlnet).expanduser().resolve() if controlnet else None,
         )
 
     @property
@@ -157,7 +171,20 @@ class LaunchSettings:
         if not (self.webui_dir / "launch.py").is_file():
             return [f"SD_WEBUI_DIR={self.webui_dir} is not an A1111 checkout (no launch.py)"]
         missing = [name for name in REQUIRED_CHECKPOINTS if not (self.checkpoint_dir / name).is_file()]
-        return [f"missing in {self.checkpoint_dir}: {', '.join(missing)}"] if missing else []
+        problems = [f"missing in {self.checkpoint_dir}: {', '.join(missing)}"] if missing else []
+        if self.controlnet is not None and not (self.controlnet / "scripts" / "controlnet.py").is_file():
+            problems.append(f"{CONTROLNET_ENV}={self.controlnet} is not an sd-webui-controlnet checkout")
+        return problems
+
+    def controlnet_args(self) -> list[str]:
+        if self.controlnet is None:
+            return []
+        return [
+            "--controlnet-dir",
+            str(self.models / CONTROLNET_MODELS),
+            "--controlnet-annotator-models-path",
+            str(self.models / CONTROLNET_ANNOTATORS),
+        ]
 
     def command(self, settings_file: Path, lora_dir: Path) -> list[str]:
         return [
@@ -176,6 +203,7 @@ class LaunchSettings:
             str(lora_dir),
             "--ckpt",
             str(self.checkpoint_dir / STARTUP_CHECKPOINT),
+            *self.controlnet_args(),
             *self.host_args,
         ]
 
@@ -186,18 +214,23 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def link_extension(webui_dir: Path) -> Path | None:
-    """Link the repo into extensions/; returns the link when this call created it (to be removed at the end)."""
-    link = webui_dir / "extensions" / EXTENSION_LINK_NAME
+def link_extension(webui_dir: Path, target: Path = REPO_ROOT, name: str = EXTENSION_LINK_NAME) -> Path | None:
+    """Link `target` into extensions/ as `name`; returns the link when this call created it (removed at the end)."""
+    link = webui_dir / "extensions" / name
     link.parent.mkdir(exist_ok=True)
     if link.is_symlink():
-        if link.resolve() == REPO_ROOT:
+        if link.resolve() == target:
             return None
         link.unlink()
     elif link.exists():
-        raise ServerError(f"{link} exists and is not a link to {REPO_ROOT}: move it away first")
-    link.symlink_to(REPO_ROOT, target_is_directory=True)
+        raise ServerError(f"{link} exists and is not a link to {target}: move it away first")
+    link.symlink_to(target, target_is_directory=True)
     return link
+
+
+def unlink_all(links: list[Path]) -> None:
+    while links:
+        links.pop().unlink(missing_ok=True)
 
 
 _started: list[WebUI] = []
@@ -219,18 +252,27 @@ def start(launch: LaunchSettings, work_dir: Path) -> WebUI:
     lora_dir = work_dir / "Lora"
     lora_dir.mkdir(exist_ok=True)
     log = ServerLog(work_dir / "server.log")
-    created_link = link_extension(launch.webui_dir)
-    with log.path.open("wb") as log_file:
-        process = subprocess.Popen(
-            launch.command(settings_file, lora_dir),
-            cwd=launch.webui_dir,
-            env={**SERVER_ENV, **os.environ, "PYTHONUNBUFFERED": "1"},
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = WebUI(f"http://127.0.0.1:{launch.port}", log, process, created_link, lora_dir)
+    links = [link_extension(launch.webui_dir)]
+    try:
+        if launch.controlnet is not None:
+            (launch.models / CONTROLNET_MODELS).mkdir(exist_ok=True)
+            (launch.models / CONTROLNET_ANNOTATORS).mkdir(exist_ok=True)
+            links.append(link_extension(launch.webui_dir, launch.controlnet, CONTROLNET_LINK_NAME))
+        created_links = [link for link in links if link is not None]
+        with log.path.open("wb") as log_file:
+            process = subprocess.Popen(
+                launch.command(settings_file, lora_dir),
+                cwd=launch.webui_dir,
+                env={**SERVER_ENV, **os.environ, "PYTHONUNBUFFERED": "1"},
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+    except BaseException:
+        unlink_all([link for link in links if link is not None])
+        raise
+    server = WebUI(f"http://127.0.0.1:{launch.port}", log, process, created_links, lora_dir)
     _started.append(server)
     try:
         _wait_until_ready(server, time.monotonic() + launch.timeout)
@@ -255,7 +297,7 @@ def _wait_until_ready(server: WebUI, deadline: float) -> None:
 
 
 def stop(server: WebUI) -> None:
-    """Stop the server's whole process group (it was started in a session of its own); remove our link."""
+    """Stop the server's whole process group (it was started in a session of its own); remove our links."""
     process = server.process
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
@@ -264,5 +306,4 @@ def stop(server: WebUI) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=60)
-    if server.created_link is not None:
-        server.created_link.unlink(missing_ok=True)
+    unlink_all(server.created_links)
