@@ -23,7 +23,7 @@ import pytest
 
 from tests import diffusers_models
 from tests.integration.browser import real_page
-from tests.integration.server import WebUI, tracebacks
+from tests.integration.server import STARTUP_CHECKPOINT, WebUI, tracebacks
 from tests.random_files import write_random
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,8 @@ def pipelines(webui: WebUI) -> Iterator[WebUI]:
     webui.post("/sdapi/v1/refresh-checkpoints", {})
     try:
         yield webui
-    finally:
+    finally:  # the server as it was: on its startup checkpoint (the switch walk starts there)
+        webui.post("/sdapi/v1/options", {"sd_model_checkpoint": STARTUP_CHECKPOINT})
         for path in made:
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         webui.post("/sdapi/v1/refresh-checkpoints", {})
