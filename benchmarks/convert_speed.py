@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests import diffusers_models, synthetic  # noqa: E402
+from tests import synthetic  # noqa: E402  (standard library only: this process stays small, see timed_child)
 
 THROUGHPUT_TARGET = 0.7
 RSS_TARGET_MIB = 512
@@ -68,13 +68,28 @@ def write_random(path: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
     return path
 
 
+WRITE_SHAPES_AND_CONFIGS = """
+import json, sys
+from pathlib import Path
+from tests import diffusers_models
+folder = Path(sys.argv[1])
+diffusers_models.write_configs(folder, "ssd-1b")
+shapes = diffusers_models.pipeline_shapes("ssd-1b")
+files = {name: f"{diffusers_models.WEIGHTS_STEM[name]}.fp16.safetensors" for name in shapes}
+(folder / "shapes.json").write_text(json.dumps({"files": files, "shapes": shapes}))
+"""
+
+
 def write_pipeline(folder: Path) -> list[Path]:
-    files = [
-        write_random(folder / name / f"{diffusers_models.WEIGHTS_STEM[name]}.fp16.safetensors", shapes)
-        for name, shapes in diffusers_models.pipeline_shapes("ssd-1b").items()
+    """The pipeline's configs and shapes come from diffusers in a child process: this one never imports torch, so
+    the children it forks start small (a forked child's resident set before `exec` counts in its `ru_maxrss`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-c", WRITE_SHAPES_AND_CONFIGS, str(folder)], check=True, cwd=ROOT)
+    layout = json.loads((folder / "shapes.json").read_text())
+    return [
+        write_random(folder / name / layout["files"][name], {key: tuple(shape) for key, shape in shapes.items()})
+        for name, shapes in layout["shapes"].items()
     ]
-    diffusers_models.write_configs(folder, "ssd-1b")
-    return files
 
 
 def drop_cache(*paths: Path) -> None:
