@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from ssd1b.checkpoint import DTYPE_BYTES, Header, HeaderError, TensorInfo, read_header
-from ssd1b.diffusers_components import Recipe
-from ssd1b.diffusers_names import UnknownTensorNameError, is_diffusers_unet, unet_to_ldm
-from ssd1b.diffusers_pipeline import Component, PipelineError, pipeline_components, unet_file_of
+from ssd1b.diffusers_components import Recipe, UnknownComponentNameError
+from ssd1b.diffusers_names import UnknownTensorNameError, is_diffusers_unet
+from ssd1b.diffusers_pipeline import Component, PipelineError, pipeline_components, unet_file_of, unet_recipes
 from ssd1b.families import UNET_PREFIX, KeyIndex, classify_index
 from ssd1b.inspect import index_of
 from ssd1b.unet_config import StructureError, structure_of
@@ -112,13 +112,24 @@ def renumbering(names: list[str]) -> dict[str, str]:
     return renamed
 
 
-def plan(components: list[Component], dtype: str | None = None) -> tuple[list[Source], list[Entry]]:
+class Headers(dict[Path, Header]):
+    """The headers of one conversion's input files, each read (and checked) once."""
+
+    def __missing__(self, path: Path) -> Header:
+        header = self[path] = _readable(path)
+        return header
+
+
+def plan(
+    components: list[Component], dtype: str | None = None, headers: Headers | None = None
+) -> tuple[list[Source], list[Entry]]:
     """The files to read and the output's tensors, in the order safetensors writes them (widest dtype first, then
     by name)."""
+    headers = Headers() if headers is None else headers
     sources, entries, seen = [], [], set()
     for component in components:
         first = len(sources)
-        sources += [Source(path, _readable(path)) for path in component.files]
+        sources += [Source(path, headers[path]) for path in component.files]
         origin_of = {name: origin for origin in range(first, len(sources)) for name in sources[origin].header.names}
         for output_name, recipe in component.recipes.items():
             if output_name in seen:
@@ -164,7 +175,8 @@ def convert_file(
         raise ConvertError(f"unknown dtype {dtype!r}: one of {', '.join(DTYPES)}")
     if output.exists() and not overwrite:
         raise ConvertError(f"{output} exists: pass --overwrite to replace it")
-    sources, entries = plan(components_for(Path(source), Path(borrow) if borrow else None), dtype)
+    headers = Headers()
+    sources, entries = plan(components_for(Path(source), Path(borrow) if borrow else None, headers), dtype, headers)
     _require_buildable(entries)
     _remove_stale_partials(output)
     partial = output.with_name(f".{output.name}.{os.getpid()}{PARTIAL_SUFFIX}")
@@ -182,12 +194,12 @@ BORROWED_PREFIXES = ("conditioner.", "cond_stage_model.", "first_stage_model.")
 PARTIAL_SUFFIX = ".partial"
 
 
-def components_for(source: Path, borrow: Path | None) -> list[Component]:
+def components_for(source: Path, borrow: Path | None, headers: Headers) -> list[Component]:
     """What to read: a single file (renumbered); a diffusers pipeline folder (all its components, or its UNet with
     the text encoders and VAE of the A1111 single file `borrow`); a diffusers UNet file with `borrow`."""
     if source.is_dir():
-        return _pipeline(source, borrow)
-    header = _readable(source)
+        return _pipeline(source, borrow, headers)
+    header = headers[source]
     if not is_diffusers_unet(header.names):
         renamed = renumbering(header.names)
         return [Component("file", (source,), {renamed.get(name, name): Recipe((name,)) for name in header.names})]
@@ -196,28 +208,28 @@ def components_for(source: Path, borrow: Path | None) -> list[Component]:
             f"{source} is a diffusers UNet alone: pass --borrow CHECKPOINT to take the text encoders and VAE from an "
             "A1111 single file"
         )
-    return [_diffusers_unet((source,)), _borrowed(borrow)]
+    return [_diffusers_unet((source,), headers), _borrowed(borrow, headers)]
 
 
-def _pipeline(folder: Path, borrow: Path | None) -> list[Component]:
+def _pipeline(folder: Path, borrow: Path | None, headers: Headers) -> list[Component]:
     try:
         if borrow is not None:
-            return [_diffusers_unet(unet_file_of(folder)), _borrowed(borrow)]
-        return pipeline_components(folder, lambda path: _readable(path).names)
+            return [_diffusers_unet(unet_file_of(folder), headers), _borrowed(borrow, headers)]
+        return pipeline_components(folder, lambda path: headers[path].names)
     except PipelineError as error:
         raise ConvertError(str(error)) from error
 
 
-def _diffusers_unet(files: tuple[Path, ...]) -> Component:
-    names = [name for file in files for name in _readable(file).names]
+def _diffusers_unet(files: tuple[Path, ...], headers: Headers) -> Component:
+    names = [name for file in files for name in headers[file].names]
     try:
-        return Component("unet", files, {ldm: Recipe((name,)) for name, ldm in unet_to_ldm(names).items()})
-    except UnknownTensorNameError as error:
+        return Component("unet", files, unet_recipes(names))
+    except (UnknownComponentNameError, UnknownTensorNameError) as error:
         raise ConvertError(f"{files[0]}: {error}") from error
 
 
-def _borrowed(borrow: Path) -> Component:
-    names = [name for name in _readable(borrow).names if name.startswith(BORROWED_PREFIXES)]
+def _borrowed(borrow: Path, headers: Headers) -> Component:
+    names = [name for name in headers[borrow].names if name.startswith(BORROWED_PREFIXES)]
     if not names:
         raise ConvertError(f"{borrow} has no text encoders or VAE to lend")
     return Component("borrowed", (borrow,), {name: Recipe((name,)) for name in names})

@@ -47,14 +47,15 @@ class ComponentKind:
     text_encoder: bool = False
 
 
-def _unet(names: list[str], _: int) -> dict[str, Recipe]:
+def unet_recipes(names: list[str], _: int = 0) -> dict[str, Recipe]:
+    """A diffusers UNet's names → its ldm names (one tensor each)."""
     if not is_diffusers_unet(names):
         raise UnknownComponentNameError("unet/ does not hold a diffusers UNet2DConditionModel")
     return {ldm: Recipe((name,)) for name, ldm in unet_to_ldm(names).items()}
 
 
 COMPONENTS = (
-    ComponentKind("unet", DIFFUSERS_WEIGHTS, _unet),
+    ComponentKind("unet", DIFFUSERS_WEIGHTS, unet_recipes),
     ComponentKind("vae", DIFFUSERS_WEIGHTS, lambda names, _: vae_to_ldm(names)),
     ComponentKind("text_encoder", TRANSFORMERS_WEIGHTS, clip_l_to_ldm, text_encoder=True),
     ComponentKind("text_encoder_2", TRANSFORMERS_WEIGHTS, open_clip_to_ldm, text_encoder=True),
@@ -154,7 +155,7 @@ def unet_ldm_shapes(folder: Path, shapes_of: Callable[[Path], Shapes]) -> Shapes
     for file in unet_file_of(folder):
         shapes.update(shapes_of(file))
     try:
-        recipes = _unet(list(shapes), 0)
+        recipes = unet_recipes(list(shapes))
     except (UnknownComponentNameError, UnknownTensorNameError) as error:
         raise PipelineError(f"{folder / 'unet'}: {error}") from error
     return {ldm: shapes[recipe.sources[0]] for ldm, recipe in recipes.items()}
