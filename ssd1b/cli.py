@@ -68,15 +68,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
 
 def run_convert(args: argparse.Namespace, out: TextIO) -> int:
-    from ssd1b.convert import ConvertError, convert_file
+    from ssd1b.convert import ConvertError, convert_file, per_percent
 
-    shown = [-1]
+    def show(percent: int, _done: int, total: int) -> None:
+        print(f"\r{percent:3d}% of {format_bytes(total)}", end="", file=sys.stderr, flush=True)
 
-    def progress(done: int, total: int) -> None:
-        percent = done * 100 // max(total, 1)
-        if percent != shown[0]:  # one redraw per percent, not per tensor
-            shown[0] = percent
-            print(f"\r{percent:3d}% of {format_bytes(total)}", end="", file=sys.stderr, flush=True)
+    progress = per_percent(show)
 
     try:
         result = convert_file(

@@ -53,6 +53,20 @@ Progress = Callable[[int, int], None]
 """Called with (bytes written, bytes to write) after each tensor."""
 
 
+def per_percent(report: Callable[[int, int, int], None]) -> Progress:
+    """A `Progress` that calls `report(percent, done, total)` only when the whole percent changes (a pipeline has
+    about 2,000 tensors; a display needs at most 101 updates)."""
+    shown = [-1]
+
+    def progress(done: int, total: int) -> None:
+        percent = done * 100 // max(total, 1)
+        if percent != shown[0]:
+            shown[0] = percent
+            report(percent, done, total)
+
+    return progress
+
+
 class ConvertError(ValueError):
     """The input cannot be converted (the message says why); no output file is left behind."""
 

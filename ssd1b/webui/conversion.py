@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ssd1b.checkpoint import format_bytes, read_header
-from ssd1b.convert import ConvertError, Progress, convert_file
+from ssd1b.convert import ConvertError, Progress, convert_file, per_percent
 from ssd1b.diffusers_pipeline import PipelineError, is_pipeline_folder, unet_ldm_shapes
-from ssd1b.families import KeyIndex, classify_index
+from ssd1b.families import FAMILIES, KeyIndex, classify_index
 
 LOG_PREFIX = "[ssd1b]"
 SCAN_DEPTH = 3
@@ -158,16 +158,10 @@ def _run(pipeline: Pipeline, dtype: str, overwrite: bool, progress: Progress | N
         print(f"{LOG_PREFIX} {pipeline.name} not converted: {error}")
         raise ConversionError(f"{pipeline.name} not converted: {error}") from error
     title = _relist(pipeline.target)
-    family = classify_index(_index_of(pipeline.target)).info.label
+    family = FAMILIES[result.family].label  # convert_file classified the file it verified
     done = Conversion(pipeline, title, family, result.bytes_written, time.monotonic() - started)
     print(f"{LOG_PREFIX} {done.message()}")
     return done
-
-
-def _index_of(path: Path) -> KeyIndex:
-    from ssd1b.inspect import index_of
-
-    return index_of(read_header(path))
 
 
 def _relist(target: Path) -> str:
@@ -181,12 +175,8 @@ def _relist(target: Path) -> str:
 
 def progress_reporter(report: Callable[[float, str], Any]) -> Progress:
     """A `convert_file` progress callback that reports (fraction, text) once per percent."""
-    shown = [-1]
 
-    def progress(done: int, total: int) -> None:
-        percent = done * 100 // max(total, 1)
-        if percent != shown[0]:
-            shown[0] = percent
-            report(done / max(total, 1), f"{format_bytes(done)} of {format_bytes(total)}")
+    def show(_percent: int, done: int, total: int) -> None:
+        report(done / max(total, 1), f"{format_bytes(done)} of {format_bytes(total)}")
 
-    return progress
+    return per_percent(show)
