@@ -89,26 +89,26 @@ def vae(slim: bool = True):
 
 
 def text_encoders(slim: bool = True):
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     widths = SLIM if slim else REAL
-    clip_l = CLIPTextConfig(
-        hidden_size=widths.clip_l,
-        intermediate_size=widths.clip_l * 4,
-        num_hidden_layers=widths.text_layers[0],
-        num_attention_heads=max(widths.clip_l // 64, 2),
-        hidden_act="quick_gelu",
-        projection_dim=widths.clip_l,
-    )
-    open_clip = CLIPTextConfig(
-        hidden_size=widths.open_clip,
-        intermediate_size=widths.open_clip * 4,
-        num_hidden_layers=widths.text_layers[1],
-        num_attention_heads=max(widths.open_clip // 64, 2),
-        hidden_act="gelu",
-        projection_dim=widths.open_clip,
-    )
+    clip_l = _clip_config(widths.clip_l, widths.text_layers[0], "quick_gelu")
+    open_clip = _clip_config(widths.open_clip, widths.text_layers[1], "gelu")
     return CLIPTextModel(clip_l), CLIPTextModelWithProjection(open_clip)
+
+
+def _clip_config(width: int, layers: int, activation: str):
+    """CLIP-L's and bigG's text towers differ only in width, depth and activation (heads of 64)."""
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        hidden_size=width,
+        intermediate_size=width * 4,
+        num_hidden_layers=layers,
+        num_attention_heads=max(width // 64, 2),
+        hidden_act=activation,
+        projection_dim=width,
+    )
 
 
 MODEL_INDEX = {
