@@ -137,8 +137,9 @@ class Headers(dict[Path, Header]):
 def plan(
     components: list[Component], dtype: str | None = None, headers: Headers | None = None
 ) -> tuple[list[Source], list[Entry]]:
-    """The files to read and the output's tensors, in the order safetensors writes them (widest dtype first, then
-    by name)."""
+    """The files to read and the output's tensors, in the order their data lies in the inputs (file by file, by
+    offset): the inputs are then read front to back, as `cp` reads them. safetensors accepts tensors in any order
+    of offsets; only their names and byte ranges must agree."""
     headers = Headers() if headers is None else headers
     sources, entries, seen = [], [], set()
     for component in components:
@@ -150,7 +151,12 @@ def plan(
                 raise ConvertError(f"two inputs give {output_name!r}")
             seen.add(output_name)
             entries.append(_entry(output_name, recipe, origin_of, sources, dtype))
-    return sources, sorted(entries, key=lambda entry: (-DTYPE_BYTES[entry.dtype], entry.name))
+    return sources, sorted(entries, key=lambda entry: _input_position(entry, sources))
+
+
+def _input_position(entry: Entry, sources: list[Source]) -> tuple[int, int]:
+    first = entry.parts[0]
+    return first.origin, sources[first.origin].header.tensors[first.name].begin
 
 
 def _entry(name: str, recipe: Recipe, origin_of: dict[str, int], sources: list[Source], dtype: str | None) -> Entry:
