@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 DTYPES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32"}
 FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
 NUMBERED_BLOCK = re.compile(r"^(?P<prefix>" + re.escape(UNET_PREFIX) + r"(?:input|output)_blocks\.)(?P<number>\d+)\.")
-COPY_CHUNK = 16 << 20
+COPY_CHUNK = 64 << 20
 METADATA_NOTE = "ssd1b_converted_from"
 
 Progress = Callable[[int, int], None]
@@ -324,22 +324,66 @@ def _write(
 ) -> int:
     raw = _header_json(entries, sources[0].header.metadata, source_name)
     total = sum(_nbytes(entry) for entry in entries)
-    written = 0
+    written = [0]
+
+    def advance(count: int) -> None:
+        written[0] += count
+        if progress is not None:
+            progress(written[0], total)
+
     readers = [source.path.open("rb") for source in sources]
     try:
         with partial.open("wb") as writer:
             writer.write(struct.pack("<Q", len(raw)) + raw)
-            for entry in entries:
-                _write_entry(entry, sources, readers, writer)
-                written += _nbytes(entry)
-                if progress is not None:
-                    progress(written, total)
+            for step in _steps(entries, sources):
+                if isinstance(step, Span):
+                    readers[step.origin].seek(step.start)
+                    _copy(readers[step.origin], writer, step.nbytes, advance)
+                else:
+                    _write_entry(step, sources, readers, writer)
+                    advance(_nbytes(step))
             writer.flush()
             os.fsync(writer.fileno())
     finally:
         for reader in readers:
             reader.close()
-    return written
+    return written[0]
+
+
+@dataclass
+class Span:
+    """Bytes copied as they are from one input: consecutive tensors that lie back to back there."""
+
+    origin: int
+    start: int
+    nbytes: int
+
+
+def _steps(entries: list[Entry], sources: list[Source]) -> list[Span | Entry]:
+    """The writing plan: runs of plain copies merged into one `Span` each (in input order most of a pipeline is one
+    run per file, copied like `cp` copies), every other tensor on its own."""
+    steps: list[Span | Entry] = []
+    for entry in entries:
+        span = _plain_copy(entry, sources)
+        last = steps[-1] if steps else None
+        if span is None:
+            steps.append(entry)
+        elif isinstance(last, Span) and last.origin == span.origin and last.start + last.nbytes == span.start:
+            last.nbytes += span.nbytes
+        else:
+            steps.append(span)
+    return steps
+
+
+def _plain_copy(entry: Entry, sources: list[Source]) -> Span | None:
+    if len(entry.parts) != 1 or entry.transposed:
+        return None
+    part = entry.parts[0]
+    header = sources[part.origin].header
+    info = header.tensors[part.name]
+    if info.dtype != entry.dtype:
+        return None
+    return Span(part.origin, 8 + header.header_bytes + info.begin, info.nbytes)
 
 
 def _write_entry(entry: Entry, sources: list[Source], readers: list[BinaryIO], writer: BinaryIO) -> None:
@@ -375,18 +419,20 @@ def _nbytes(entry: Entry) -> int:
     return prod(entry.shape) * DTYPE_BYTES[entry.dtype]
 
 
-def _copy(reader: BinaryIO, writer: BinaryIO, remaining: int) -> None:
+def _copy(reader: BinaryIO, writer: BinaryIO, remaining: int, copied: Callable[[int], None] | None = None) -> None:
     """Copy `remaining` bytes from the reader's position: in the kernel where it can (`copy_file_range`, no bytes
-    through Python), else in chunks."""
+    through Python), else in chunks; `copied(n)` after each chunk."""
     writer.flush()
     while remaining and hasattr(os, "copy_file_range"):
         try:
-            copied = os.copy_file_range(reader.fileno(), writer.fileno(), min(remaining, COPY_CHUNK))
+            count = os.copy_file_range(reader.fileno(), writer.fileno(), min(remaining, COPY_CHUNK))
         except OSError:  # another file system, or a kernel without it: plain reads and writes
             break
-        if not copied:
+        if not count:
             raise ConvertError("the source ended early (changed while being converted?)")
-        remaining -= copied
+        remaining -= count
+        if copied is not None:
+            copied(count)
     reader.seek(0, os.SEEK_CUR)  # the descriptor moved under the buffered reader
     while remaining:
         chunk = reader.read(min(COPY_CHUNK, remaining))
@@ -394,6 +440,8 @@ def _copy(reader: BinaryIO, writer: BinaryIO, remaining: int) -> None:
             raise ConvertError("the source ended early (changed while being converted?)")
         writer.write(chunk)
         remaining -= len(chunk)
+        if copied is not None:
+            copied(len(chunk))
 
 
 TORCH_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
