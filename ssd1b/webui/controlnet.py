@@ -42,6 +42,7 @@ from ssd1b.ip_adapter_layers import (
     adapter_key_layer,
     fit_from_parameters,
 )
+from ssd1b.webui.patching import Patches
 
 LOG_PREFIX = "[ssd1b]"
 INFOTEXT_IP_ADAPTER = "SSD-1B IP-Adapter"
@@ -148,15 +149,7 @@ def _takes_position(code: IpAdapterCode, function: Any) -> bool:
 # --- install / uninstall --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Patch:
-    owner: Any
-    name: str
-    original: Any
-    wrapper: Any
-
-
-_patches: list[_Patch] = []
+_patches = Patches(HOOK_MARK, lambda: bool(_patches))
 _installed = False
 _announced_absent = False
 
@@ -180,8 +173,7 @@ def on_app_started(*_args: Any) -> None:
 def uninstall() -> None:
     """Put back every original (where nobody has wrapped ours since) and forget the callback."""
     global _installed, _announced_absent
-    while _patches:
-        _restore(_patches.pop())
+    _patches.restore_all(_wrapped_again)
     _pending.clear()
     if _installed:
         from modules import script_callbacks
@@ -209,8 +201,7 @@ def patch_controlnet(announce_absent: bool = True) -> ControlNetExtension | None
     try:
         _patch_extension(extension)
     except (AttributeError, KeyError) as error:  # a fork shaped otherwise: leave all of it as it is
-        while _patches:
-            _restore(_patches.pop())
+        _patches.restore_all(_wrapped_again)
         print(f"{LOG_PREFIX} sd-webui-controlnet {extension.version} not adapted, it lacks {error}")
         return extension
     print(f"{LOG_PREFIX} sd-webui-controlnet {extension.version}: {_patched_features(extension)}")
@@ -239,40 +230,16 @@ def _patch_extension(extension: ControlNetExtension) -> None:
     if extension.ip_adapter is not None:
         _patch_ip_adapter(extension.ip_adapter, extension.ip_adapter_module)
     if extension.unet_hook is not None:
-        _patch(extension.unet_hook, "hook", _unet_hook)
+        _patches.wrap(extension.unet_hook, "hook", _unet_hook, own=True)
 
 
 def _patch_ip_adapter(code: IpAdapterCode, module: Any) -> None:
-    _patch(module, code.replace_function, functools.partial(_replace_attention, code))
-    _patch(module.PlugableIPAdapter, "hook", functools.partial(_ip_adapter_hook, module))
+    _patches.wrap(module, code.replace_function, functools.partial(_replace_attention, code), own=True)
+    _patches.wrap(module.PlugableIPAdapter, "hook", functools.partial(_ip_adapter_hook, module), own=True)
 
 
-def _patch(owner: Any, name: str, hook: Callable[..., Any]) -> None:
-    original = _unwrap(owner.__dict__[name])
-
-    @functools.wraps(original)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not _patches:
-            return original(*args, **kwargs)
-        return hook(original, *args, **kwargs)
-
-    setattr(wrapper, HOOK_MARK, True)
-    _patches.append(_Patch(owner, name, owner.__dict__[name], wrapper))
-    setattr(owner, name, wrapper)
-
-
-def _unwrap(function: Any) -> Any:
-    """The original under any wrapper of ours left by an earlier copy of this module (a "Reload UI")."""
-    while getattr(function, HOOK_MARK, False):
-        function = function.__wrapped__
-    return function
-
-
-def _restore(patch: _Patch) -> None:
-    if patch.owner.__dict__.get(patch.name) is patch.wrapper:
-        setattr(patch.owner, patch.name, patch.original)
-    else:
-        print(f"{LOG_PREFIX} {patch.name} was wrapped again by someone else; ours now passes straight through")
+def _wrapped_again(name: str) -> None:
+    print(f"{LOG_PREFIX} {name} was wrapped again by someone else; ours now passes straight through")
 
 
 # --- IP-Adapter ----------------------------------------------------------------------------------------------------

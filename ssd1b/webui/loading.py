@@ -24,12 +24,10 @@ On Forge nothing is patched: Forge builds distilled UNets itself.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ from ssd1b.families import UNET_PREFIX, Classification, DepthSignature, KeyIndex
 from ssd1b.prune import KeyDiff, PruneError, count_parameters, prune_unet, unet_key_diff
 from ssd1b.unet_config import StructureError, UNetStructure, network_params, rewrite_network_params, structure_of
 from ssd1b.webui import host
+from ssd1b.webui.patching import Patches
 
 LOG_PREFIX = "[ssd1b]"
 SIGNATURE_ATTR = "ssd1b_signature"
@@ -68,16 +67,7 @@ class UnsupportedModelError(ModelLoadError):
     """A checkpoint of a family that pruning SDXL cannot build."""
 
 
-@dataclass(frozen=True)
-class _Patch:
-    owner: Any
-    name: str
-    original: Callable[..., Any]
-    had_own_attribute: bool
-    wrapper: Callable[..., Any]
-
-
-_patches: list[_Patch] = []
+_patches = Patches(HOOK_MARK, lambda: _installed)
 _installed = False
 
 
@@ -100,19 +90,18 @@ def install() -> None:
 def _patch_host() -> None:
     from modules import sd_hijack, sd_models, sd_models_config
 
-    _patch(sd_models_config, "find_checkpoint_config", _find_checkpoint_config)
-    _patch(sd_models, "load_model_weights", _load_model_weights)
-    _patch(sd_models, "reload_model_weights", _reload_model_weights)
+    _patches.wrap(sd_models_config, "find_checkpoint_config", _find_checkpoint_config)
+    _patches.wrap(sd_models, "load_model_weights", _load_model_weights)
+    _patches.wrap(sd_models, "reload_model_weights", _reload_model_weights)
     if host.probe().has_native_ssd:
-        _patch(sd_hijack.model_hijack, "convert_sdxl_to_ssd", _convert_sdxl_to_ssd)
+        _patches.wrap(sd_hijack.model_hijack, "convert_sdxl_to_ssd", _convert_sdxl_to_ssd)
 
 
 def uninstall() -> None:
     """Put back every original the install replaced (where nobody has wrapped it since)."""
     global _installed
     _installed = False
-    while _patches:
-        _restore(_patches.pop())
+    _patches.restore_all()
 
 
 def is_installed() -> bool:
@@ -126,40 +115,6 @@ def current_report() -> dict[str, Any] | None:
     model = getattr(sd_models.model_data, "sd_model", None)
     report = getattr(model, REPORT_ATTR, None) if model is not None else None
     return copy.deepcopy(report) if report is not None else None
-
-
-# --- patching ---------------------------------------------------------------------------------------------------
-
-
-def _patch(owner: Any, name: str, hook: Callable[..., Any]) -> None:
-    current = getattr(owner, name)
-    original = _unwrap(current)
-
-    @functools.wraps(original)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not _installed:
-            return original(*args, **kwargs)
-        return hook(original, *args, **kwargs)
-
-    setattr(wrapper, HOOK_MARK, True)
-    _patches.append(_Patch(owner, name, original, name in vars(owner), wrapper))
-    setattr(owner, name, wrapper)
-
-
-def _unwrap(function: Callable[..., Any]) -> Callable[..., Any]:
-    """The original under any wrapper of ours left behind by an earlier copy of this module."""
-    while getattr(function, HOOK_MARK, False):
-        function = function.__wrapped__
-    return function
-
-
-def _restore(patch: _Patch) -> None:
-    if patch.owner.__dict__.get(patch.name) is not patch.wrapper:
-        return  # someone wrapped ours; ours now passes straight through (`_installed` is False)
-    if patch.had_own_attribute:
-        setattr(patch.owner, patch.name, patch.original)
-    else:
-        delattr(patch.owner, patch.name)
 
 
 # --- hooks ------------------------------------------------------------------------------------------------------
