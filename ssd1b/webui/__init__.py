@@ -13,6 +13,7 @@ CONCERNS = (
     "ssd1b.webui.settings",
     "ssd1b.webui.loading",
     "ssd1b.webui.vae",
+    "ssd1b.webui.forge",
     "ssd1b.webui.api",
     "ssd1b.webui.controlnet",
 )

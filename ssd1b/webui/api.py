@@ -130,10 +130,10 @@ def get_inspect(checkpoint: str | None = None) -> dict[str, Any]:
 
 
 def get_model() -> dict[str, Any]:
-    from ssd1b.webui import loading
+    from ssd1b.webui import forge, host, loading
 
     _require_installed()
-    report = loading.current_report()
+    report = forge.loaded_report() if host.probe().is_forge else loading.current_report()
     return {"loaded": False} if report is None else {"loaded": True, **report}
 
 

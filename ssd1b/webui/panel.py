@@ -640,10 +640,12 @@ class Ssd1bScript(scripts.Script):
     def process(self, p: Any, *args: Any) -> None:
         """Every generation, panel open or not: the VAE hooks' work (infotext, early warning) and the LoRA fit (after
         the host applied styles and `before_process` the preset's LoRA, before any network is activated)."""
-        from ssd1b.webui import vae
+        from ssd1b.webui import forge, vae
 
         if vae.is_installed():
             vae.process(p)
+        if forge.is_installed():
+            forge.process(p)
         lora_fit.process(p)
 
     def before_process(self, p: Any, *args: Any) -> None:

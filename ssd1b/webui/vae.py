@@ -124,11 +124,15 @@ def checkpoint_facts(model: Any) -> CheckpointFacts:
     classification = _classify_file(_checkpoint_filename(model))
     family = classification.family if classification else report.get("family")
     has_vae = classification.has_vae if classification else report.get("has_vae")
-    info = FAMILIES.get(family) if family else None
-    if info is None:
+    if family not in FAMILIES:
         return CheckpointFacts(
             family, bool(getattr(model, "is_ssd", False)), bool(getattr(model, "is_sdxl", False)), has_vae
         )
+    return facts_of_family(family, has_vae)
+
+
+def facts_of_family(family: str, has_vae: bool | None) -> CheckpointFacts:
+    info = FAMILIES[family]
     return CheckpointFacts(family, info.distilled, info.architecture.startswith("sdxl"), has_vae)
 
 
@@ -178,8 +182,8 @@ def _use_sdxl_vae(model: Any, title: str) -> VaeChoice:
         return _stop(
             model,
             title,
-            f"no SDXL VAE in {_vae_dir()} and no TAESD weights either. Put an SDXL VAE (for example "
-            f"sdxl_vae_fp16_fix.safetensors) into {_vae_dir()}, or {_taesd_instructions('decode')}",
+            f"no SDXL VAE in {vae_dir()} and no TAESD weights either. Put an SDXL VAE (for example "
+            f"sdxl_vae_fp16_fix.safetensors) into {vae_dir()}, or {_taesd_instructions('decode')}",
         )
     _restore_checkpoint_vae(model)
     return VaeChoice("taesd", "TAESD", f"{NO_VAE} and no SDXL VAE was found in models/VAE")
@@ -220,7 +224,7 @@ def find_sdxl_vae() -> tuple[str | None, str]:
         path = _resolve_named_vae(chosen, sd_vae.vae_dict, sd_vae.vae_path)
         if path is not None:
             return path, "the VAE file chosen in Settings > SSD-1B"
-        _warn(f"the SDXL VAE file chosen in Settings > SSD-1B ({chosen}) was not found; searching {_vae_dir()}")
+        _warn(f"the SDXL VAE file chosen in Settings > SSD-1B ({chosen}) was not found; searching {vae_dir()}")
     candidates = sorted(
         (path for name, path in sd_vae.vae_dict.items() if looks_like_sdxl_vae(name) and is_ldm_vae_file(path)),
         key=_vae_preference,
@@ -964,7 +968,7 @@ def _checkpoint_title(model: Any) -> str:
     return str(getattr(info, "title", None) or (os.path.basename(filename) if filename else "the checkpoint"))
 
 
-def _vae_dir() -> str:
+def vae_dir() -> str:
     from modules import sd_vae
 
     return str(sd_vae.vae_path)

@@ -89,10 +89,17 @@ def create_infotext(p, index=0):
     return f"{p.all_prompts[index]}{negative_text}\n{line}".strip()
 
 
+if fake_host.is_forge():
+    from modules.sd_models import forge_model_reload  # by name, as Forge's processing.py imports it
+
+
 def process_images(p):
-    """Returns the infotext of the first image (the fake generates nothing)."""
+    """Returns the infotext of the first image (the fake generates nothing). On Forge the model is (re)loaded
+    after `before_process`, as Forge's `manage_model_and_prompt_cache` does."""
     if p.scripts is not None:
         p.scripts.before_process(p)
+    if fake_host.is_forge():
+        p.sd_model, _ = forge_model_reload()
     p.setup_prompts()
     if p.scripts is not None:
         p.scripts.process(p)

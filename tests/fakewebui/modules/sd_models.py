@@ -559,3 +559,27 @@ else:
 def unload_model_weights(sd_model=None, info=None):
     send_model_to_cpu(sd_model or shared.sd_model)
     return sd_model
+
+
+if fake_host.is_forge():  # Forge's loading (modules/sd_models.py at dfdcbab6): lazy, keyed by its parameters
+    model_data.forge_loading_parameters = {}
+    model_data.forge_hash = ""
+
+    def forge_model_reload():
+        from backend.loader import forge_loader
+
+        current_hash = str(model_data.forge_loading_parameters)
+        if model_data.forge_hash == current_hash:
+            return model_data.sd_model, False
+        model_data.sd_model = None
+        checkpoint_info = model_data.forge_loading_parameters["checkpoint_info"]
+        if checkpoint_info is None:
+            raise ValueError(
+                "You do not have any model! Please download at least one model in [models/Stable-diffusion]."
+            )
+        additional_state_dicts = model_data.forge_loading_parameters.get("additional_modules", [])
+        sd_model = forge_loader(checkpoint_info.filename, additional_state_dicts=additional_state_dicts)
+        sd_model.sd_checkpoint_info = checkpoint_info
+        model_data.set_sd_model(sd_model)
+        model_data.forge_hash = current_hash
+        return sd_model, True

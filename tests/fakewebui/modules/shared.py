@@ -74,6 +74,8 @@ options_templates.update(
         "add_vae_hash_to_info": options.OptionInfo(True, "Add VAE hash to infotext"),
     }
 )
+if fake_host.is_forge():  # modules_forge/shared_options.py: the "VAE / Text Encoder" box's file paths
+    options_templates["forge_additional_modules"] = options.OptionInfo([], "Forge additional modules")
 if fake_host.at_least("1.8.0"):
     options_templates["auto_vae_precision_bfloat16"] = options.OptionInfo(
         False, "Automatically convert VAE to bfloat16"
