@@ -28,12 +28,16 @@ class OptionSpec:
     maximum: float | None = None
     step: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    on_forge: str = ""
+    """Empty: the option works on Forge as on A1111; else what the label says there (it does not apply)."""
 
 
 VAE_CHOICES = ("Automatic", "Full", "TAESD")
 MISSING_VAE_CHOICES = ("Use SDXL VAE", "Use TAESD", "Stop with an error")
 TILED_CHOICES = ("Auto", "Always", "Never")
 TILE_MODE_CHOICES = ("exact", "fast")
+
+NOT_ON_FORGE = "not applied on Forge: Forge decodes with its own VAE"
 
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
@@ -44,6 +48,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Full: the full VAE, never TAESD; TAESD: the tiny decoder, fast and approximate",
         kind="radio",
         choices=VAE_CHOICES,
+        on_forge=NOT_ON_FORGE,
     ),
     OptionSpec(
         "ssd1b_vae_encode",
@@ -53,6 +58,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Full: the full VAE, never TAESD; TAESD: the tiny encoder, fast and approximate",
         kind="radio",
         choices=VAE_CHOICES,
+        on_forge=NOT_ON_FORGE,
     ),
     OptionSpec(
         "ssd1b_vae_policy_all_sdxl",
@@ -85,6 +91,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Auto: tile only when the predicted memory peak exceeds the budget; Always; Never",
         kind="radio",
         choices=TILED_CHOICES,
+        on_forge=NOT_ON_FORGE,
     ),
     OptionSpec(
         "ssd1b_tile_size",
@@ -95,6 +102,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         minimum=128,
         maximum=2048,
         step=64,
+        on_forge=NOT_ON_FORGE,
     ),
     OptionSpec(
         "ssd1b_tile_overlap",
@@ -105,6 +113,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         minimum=0,
         maximum=256,
         step=8,
+        on_forge=NOT_ON_FORGE,
     ),
     OptionSpec(
         "ssd1b_tile_mode",
@@ -113,6 +122,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "exact: equals the untiled result up to float rounding; fast: lowest memory, approximate",
         kind="radio",
         choices=TILE_MODE_CHOICES,
+        on_forge=NOT_ON_FORGE,
     ),
     OptionSpec(
         "ssd1b_vram_budget_mib",
@@ -121,6 +131,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "0 means automatic: the free memory reported by the device",
         kind="number",
         minimum=0,
+        on_forge=NOT_ON_FORGE,
     ),
     OptionSpec(
         "ssd1b_lora_fit_messages",

@@ -92,12 +92,19 @@ def option_info(spec: OptionSpec) -> Any:
     dynamic = DYNAMIC_CHOICES.get(spec.extra.get("choices_from", ""))
     info = shared.OptionInfo(
         spec.default,
-        spec.label,
+        label_on_this_host(spec),
         _component(spec),
         dynamic.choices if dynamic else component_args(spec),
         refresh=dynamic.refresh if dynamic else None,
     )
     return info.info(spec.info) if spec.info else info
+
+
+def label_on_this_host(spec: OptionSpec) -> str:
+    """The label, with what Forge does not apply said in it (never a silent no-op there)."""
+    if spec.on_forge and host.probe().is_forge:
+        return f"{spec.label} ({spec.on_forge})"
+    return spec.label
 
 
 def component_args(spec: OptionSpec) -> dict[str, Any] | None:
