@@ -2,7 +2,8 @@
  * sd-webui-ssd1b: a family badge by the checkpoint dropdown, and a nudge to the presets panels when the selected
  * checkpoint changes.
  *
- * - The badge shows the family of the checkpoint selected in #setting_sd_model_checkpoint, read from the file's
+ * - The badge shows the family of the checkpoint selected in #setting_sd_model_checkpoint (on Forge, which gives
+ *   its dropdown no id: the element of class model_selection, modules_forge/main_entry.py), read from the file's
  *   header by GET ./ssd1b/v1/inspect?checkpoint=<title> (before the host has loaded it). Text only: never HTML.
  * - When the selection changes, it clicks each panel's own (CSS-hidden) button #ssd1b-<tab>-selected; that Gradio
  *   event runs in Python, which applies the family's default preset when the user turned the option on.
@@ -16,6 +17,8 @@
     "use strict";
 
     const CHECKPOINT_ID = "setting_sd_model_checkpoint";
+    const FORGE_CHECKPOINT_SELECTOR = ".model_selection";
+    const REFRESH_IDS = ["refresh_sd_model_checkpoint", "forge_refresh_checkpoint"];
     const BADGE_ID = "ssd1b-family-badge";
     const TABS = ["txt2img", "img2img"];
     const INSPECT_URL = "./ssd1b/v1/inspect?checkpoint=";
@@ -46,8 +49,12 @@
         return root().querySelector("#" + id) || document.getElementById(id);
     }
 
+    function checkpointBox() {
+        return byId(CHECKPOINT_ID) || root().querySelector(FORGE_CHECKPOINT_SELECTOR);
+    }
+
     function checkpointInput() {
-        const box = byId(CHECKPOINT_ID);
+        const box = checkpointBox();
         return box ? box.querySelector("input, select") : null;
     }
 
@@ -61,7 +68,7 @@
     function badge() {
         let element = byId(BADGE_ID);
         if (element) return element;
-        const box = byId(CHECKPOINT_ID);
+        const box = checkpointBox();
         if (!box) return null;
         element = document.createElement("span");
         element.id = BADGE_ID;
@@ -133,7 +140,7 @@
     }
 
     function start() {
-        if (state.started || !byId(CHECKPOINT_ID)) return;
+        if (state.started || !checkpointBox()) return;
         state.started = true;
         check(true);
         const input = checkpointInput();
@@ -141,12 +148,12 @@
         if (typeof onAfterUiUpdate === "function") {
             onAfterUiUpdate(schedule);
         } else {
-            new MutationObserver(schedule).observe(byId(CHECKPOINT_ID), {childList: true, subtree: true, characterData: true});
+            new MutationObserver(schedule).observe(checkpointBox(), {childList: true, subtree: true, characterData: true});
         }
     }
 
     function uiReady() {
-        return byId(CHECKPOINT_ID) && byId("txt2img_prompt");
+        return checkpointBox() && byId("txt2img_prompt");
     }
 
     function startWhenReady() {
@@ -179,7 +186,7 @@
     /** After a conversion in the panel: the host's checkpoint refresh button, so the new file is in the dropdown. */
     function refreshCheckpointsAfterConversion(result) {
         if (typeof result === "string" && result.indexOf("Converted ") === 0) {
-            const refresh = byId("refresh_sd_model_checkpoint");
+            const refresh = REFRESH_IDS.map(byId).find(Boolean);
             if (refresh) refresh.click();
         }
         return [];

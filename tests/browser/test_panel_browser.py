@@ -30,8 +30,15 @@ def text(page, elem_id: str) -> str:
 
 
 def pick(page, elem_id: str, option: str) -> None:
-    page.click(f"#{elem_id} input")
-    page.locator(f"#{elem_id} li", has_text=re.compile(rf"^\s*(✓\s*)?{re.escape(option)}\s*$")).click()
+    pick_in(page, f"#{elem_id}", option)
+
+
+def pick_in(page, selector: str, option: str) -> None:
+    page.click(f"{selector} input")
+    page.locator(f"{selector} li", has_text=re.compile(rf"^\s*(✓\s*)?{re.escape(option)}\s*$")).click()
+
+
+CHECKPOINT_BOX = {"1.10.1": "#setting_sd_model_checkpoint", "forge": ".model_selection"}
 
 
 def open_panel(page, tab: str = "txt2img") -> None:
@@ -85,7 +92,8 @@ def test_a_user_preset_named_with_markup_shows_as_text_and_runs_nothing(webui, p
         assert not page.watch.errors
 
 
-def test_the_badge_follows_the_dropdown_and_selecting_ssd_1b_applies_its_preset(webui, page):
+@pytest.mark.parametrize("host_version", list(CHECKPOINT_BOX))
+def test_the_badge_follows_the_dropdown_and_selecting_ssd_1b_applies_its_preset(webui, page, host_version):
     from playwright.sync_api import expect
 
     options = {"ssd1b_apply_preset_on_select": True}
@@ -96,7 +104,7 @@ def test_the_badge_follows_the_dropdown_and_selecting_ssd_1b_applies_its_preset(
         expect(badge).to_have_attribute("data-distilled", "false")
         expect(page.locator("#ssd1b-txt2img-family textarea")).to_have_value(re.compile(r"^Selected: SDXL "))
 
-        pick(page, "setting_sd_model_checkpoint", "SSD-1B.safetensors")
+        pick_in(page, CHECKPOINT_BOX[host_version], "SSD-1B.safetensors")
         expect(badge).to_have_text("SSD-1B")
         expect(badge).to_have_attribute("data-distilled", "true")
         expect(page.locator("#txt2img_steps input[type=number]")).to_have_value("25")
@@ -105,7 +113,7 @@ def test_the_badge_follows_the_dropdown_and_selecting_ssd_1b_applies_its_preset(
         assert text(page, "ssd1b-txt2img-preset") == name
         assert text(page, "ssd1b-txt2img-status").startswith(f"SSD-1B selected. Applied {name}")
 
-        pick(page, "setting_sd_model_checkpoint", "segmind-vega.safetensors")
+        pick_in(page, CHECKPOINT_BOX[host_version], "segmind-vega.safetensors")
         expect(badge).to_have_text("Segmind Vega")
         assert page.evaluate("typeof window.ssd1b.selectedCheckpoint") == "function"
         assert page.evaluate("Object.keys(window).filter(k => /^ssd1b/i.test(k))") == ["ssd1b"]

@@ -125,6 +125,14 @@ def run_settings_single(value):
     shared.opts.set("sd_model_checkpoint", value)
 
 
+def _checkpoint_dropdown() -> dict:
+    """A1111's quicksettings dropdown; Forge's (modules_forge/main_entry.py) has no elem_id, only a class."""
+    common = {"choices": sd_models.checkpoint_tiles(), "value": shared.opts.sd_model_checkpoint}
+    if fake_host.is_forge():
+        return {"label": "Checkpoint", "elem_classes": ["model_selection"], **common}
+    return {"label": "Stable Diffusion checkpoint", "elem_id": "setting_sd_model_checkpoint", **common}
+
+
 def create_ui():
     gradio_extensons.patch()
     components.clear()
@@ -134,14 +142,7 @@ def create_ui():
     scripts.scripts_current = None
     with gr.Blocks(analytics_enabled=False, title="Stable Diffusion") as demo:
         with gr.Row(elem_id="quicksettings"):
-            checkpoint = _keep(
-                gr.Dropdown(
-                    label="Stable Diffusion checkpoint",
-                    elem_id="setting_sd_model_checkpoint",
-                    choices=sd_models.checkpoint_tiles(),
-                    value=shared.opts.sd_model_checkpoint,
-                )
-            )
+            checkpoint = _keep(gr.Dropdown(**_checkpoint_dropdown()))
             checkpoint.change(fn=run_settings_single, inputs=[checkpoint], outputs=[], show_progress=False)
         with gr.Tabs(elem_id="tabs"):
             for interface, tabname in interfaces:
