@@ -15,25 +15,21 @@ session's server then links it in as extensions/sd-webui-controlnet, with `--con
 Each generation: 256², 2 steps, one seed; an image comes back, the log of the step holds no traceback, and a unit
 that applies changes the image (against the same request without it).
 
-The random-weight checkpoints keep sgm's initialisation, which zeroes the UNet's output convolution, every
-transformer's `proj_out` and every ResBlock's last convolution: their UNet predicts exactly 0 whatever it is given,
-so no IP-Adapter or ControlNet could change an image. Every request here (with and without a unit) therefore carries
-`<lora:unet_wake:1>`, a kohya LoRA written for the test over exactly those zeroed modules, which makes the
-prediction depend on the attentions and the skip connections the units act on.
+The random-weight checkpoints must not keep sgm's initialisation as it is: it zeroes the UNet's output
+convolution, every transformer's `proj_out` and every ResBlock's last convolution, and such a UNet predicts exactly
+0 whatever it is given, so no unit could change an image. The builders in `make_models/` give those weights random
+values; the `live_unets` fixture checks each checkpoint's output convolution before any request.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 import pytest
 
-from tests import synthetic
 from tests.integration.server import CONTROLNET_ANNOTATORS, CONTROLNET_ENV, CONTROLNET_MODELS, WebUI
 from tests.integration.test_whole_session import assert_real, generate, host_quote, load, png
-from tests.lora_files import kohya_tensors, weight_shapes, write_random_weights
 
 pytestmark = [
     pytest.mark.integration,
@@ -54,8 +50,8 @@ FILES = {
 }
 IP_KEY, CN_KEY = "SSD-1B IP-Adapter", "SSD-1B ControlNet"
 IP_FIT = {SSD1B: ("SSD-1B", "34 of 70 layers"), VEGA: ("Segmind Vega", "15 of 70 layers")}
-WAKE_PROMPT = "a lighthouse on a cliff <lora:unet_wake:1>"
-ZEROED_BY_SGM_INIT = re.compile(r"^(out\.2|.*\.1\.proj_out|.*\.out_layers\.3)$")
+PROMPT = "a lighthouse on a cliff"
+OUTPUT_CONVOLUTION = "model.diffusion_model.out.2.weight"
 SD15_REFUSAL = "unit 1 not applied: its model is made for SD 1.x / 2.x (12 input blocks), the loaded UNet has 9"
 _references: dict[str, Any] = {}
 
@@ -79,18 +75,18 @@ def controlnet(webui: WebUI) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def unet_wake(webui: WebUI) -> str:
-    """The prompt with a LoRA over the modules sgm's initialisation zeroes (see the module docstring)."""
-    assert webui.lora_dir is not None
-    shapes: dict[str, tuple[int, ...]] = {}
-    for module, shape in weight_shapes(synthetic.sdxl_unet()).items():
-        if ZEROED_BY_SGM_INIT.match(module):
-            shapes.update(kohya_tensors("lora_unet_" + module.replace(".", "_"), shape, 4))
-    write_random_weights(
-        webui.lora_dir / "unet_wake.safetensors", shapes, metadata={"ss_network_module": "networks.lora"}
-    )
-    webui.post("/sdapi/v1/refresh-loras", {})
-    return WAKE_PROMPT
+def live_unets() -> None:
+    """Every checkpoint here has a UNet whose output depends on its input (see the module docstring)."""
+    from safetensors import safe_open
+
+    folder = os.environ.get("SD_WEBUI_MODELS") or os.path.join(os.environ["SD_WEBUI_DIR"], "models")
+    for checkpoint in (SDXL, SSD1B, VEGA, KOALA):
+        with safe_open(os.path.join(folder, "Stable-diffusion", checkpoint), framework="numpy") as handle:
+            weight = handle.get_tensor(OUTPUT_CONVOLUTION)
+        assert weight.any(), (
+            f"{checkpoint}: {OUTPUT_CONVOLUTION} is all zero (sgm's initialisation), so its UNet predicts 0 and no "
+            "unit can change an image: rebuild it with tests/integration/make_models"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -121,13 +117,13 @@ def unit(model: str, module: str, image: str) -> dict[str, Any]:
 
 
 def with_units(webui: WebUI, *units: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    return generate(webui, prompt=WAKE_PROMPT, alwayson_scripts={"controlnet": {"args": list(units)}})
+    return generate(webui, prompt=PROMPT, alwayson_scripts={"controlnet": {"args": list(units)}})
 
 
 def reference(webui: WebUI, checkpoint: str) -> Any:
     """The same request without any unit (one per checkpoint and session)."""
     if checkpoint not in _references:
-        info, _ = generate(webui, prompt=WAKE_PROMPT)
+        info, _ = generate(webui, prompt=PROMPT)
         _references[checkpoint] = info["image"]
     return _references[checkpoint]
 
@@ -143,7 +139,7 @@ def assert_changed(image: Any, before: Any) -> None:
 # SDXL first: the session's server starts on it.
 @pytest.mark.parametrize("checkpoint", [SDXL, SSD1B, VEGA])
 def test_ip_adapter_applies_to_the_layers_the_model_has(
-    webui: WebUI, controlnet: dict[str, str], hint: str, unet_wake: str, checkpoint: str
+    webui: WebUI, controlnet: dict[str, str], hint: str, live_unets: None, checkpoint: str
 ) -> None:
     load(webui, checkpoint)
     before = reference(webui, checkpoint)
@@ -161,7 +157,7 @@ def test_ip_adapter_applies_to_the_layers_the_model_has(
 
 
 def test_an_sdxl_controlnet_works_on_ssd_1b(
-    webui: WebUI, controlnet: dict[str, str], hint: str, unet_wake: str
+    webui: WebUI, controlnet: dict[str, str], hint: str, live_unets: None
 ) -> None:
     load(webui, SSD1B)
     before = reference(webui, SSD1B)
@@ -173,7 +169,7 @@ def test_an_sdxl_controlnet_works_on_ssd_1b(
 
 
 def test_an_sd15_controlnet_on_ssd_1b_is_left_out_and_said(
-    webui: WebUI, controlnet: dict[str, str], hint: str, unet_wake: str
+    webui: WebUI, controlnet: dict[str, str], hint: str, live_unets: None
 ) -> None:
     import numpy as np
 
@@ -190,7 +186,7 @@ def test_an_sd15_controlnet_on_ssd_1b_is_left_out_and_said(
 
 
 def test_an_sdxl_ip_adapter_on_koala_is_refused_and_said(
-    webui: WebUI, controlnet: dict[str, str], hint: str, unet_wake: str
+    webui: WebUI, controlnet: dict[str, str], hint: str, live_unets: None
 ) -> None:
     load(webui, KOALA)
     info, step_log = with_units(webui, unit(controlnet[IP_ADAPTER], "ip-adapter_clip_h", hint))
