@@ -43,6 +43,11 @@ FORGE_VAE_KEY = "decoder.conv_in.weight"
 """What `backend.loader.replace_state_dict` looks for to take a module as the VAE."""
 USER_MODULE_SOURCE = "chosen in Forge's VAE / Text Encoder box"
 RELOAD_OWNERS = ("modules.sd_models", "modules.processing")
+NOT_APPLIED_ON_FORGE = (
+    "not applied here (Forge has its own): the VAE decoder/encoder choice, VAE tiles, the NaN and out-of-memory "
+    "fallbacks, LoRA fit, the sd-webui-controlnet adapter. Applied: a VAE for checkpoints without one, presets, "
+    "the family badge, inspect/model/presets endpoints, diffusers conversion"
+)
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ def install() -> None:
     if _installed or not host.probe().is_forge:
         return
     _installed = True
+    print(f"{LOG_PREFIX} Forge: {NOT_APPLIED_ON_FORGE}")
     try:
         for owner in _reload_owners():
             _patches.wrap(owner, "forge_model_reload", _reload)

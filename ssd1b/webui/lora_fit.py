@@ -41,7 +41,7 @@ def process(p: Any) -> None:
     """Report every network of the generation that does not fully apply to the loaded model."""
     from modules import shared
 
-    if not option_value(shared.opts, OPTION):
+    if not option_value(shared.opts, OPTION) or host.probe().is_forge:
         return
     names = network_names(_prompts(p))
     model = getattr(shared, "sd_model", None)
@@ -74,6 +74,8 @@ def describe_prompt(prompt: str) -> str:
     model = getattr(shared, "sd_model", None)
     if not names:
         return "No LoRA in the prompt."
+    if host.probe().is_forge:
+        return NOT_ON_FORGE
     if model is None:
         return "No model loaded: the fit is shown once one is."
     lines = []
@@ -87,6 +89,7 @@ def describe_prompt(prompt: str) -> str:
 
 
 NOT_FOUND = "no such network in the LoRA folder"
+NOT_ON_FORGE = "LoRA fit is not checked on Forge: Forge applies LoRAs with its own code, to its own model."
 
 
 def network_fit(name: str, model: Any) -> NetworkFit | None:

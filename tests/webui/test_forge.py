@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from tests import synthetic
+from tests.lora_files import kohya_sdxl_lora_file
 from tests.webui.vae_doubles import opts_set, vae_only_shapes, with_vae_modules, write_vae_file
 
 
@@ -180,3 +183,22 @@ def test_on_a1111_every_label_is_the_tables(webui):
     settings = webui.module("ssd1b.webui.settings")
     options = webui.module("ssd1b.options")
     assert [settings.label_on_this_host(spec) for spec in options.OPTIONS] == [spec.label for spec in options.OPTIONS]
+
+
+def test_what_does_not_apply_on_forge_is_said_at_start_and_lora_fit_stays_out(forge, capsys):
+    forge.forge.uninstall()
+    forge.forge.install()
+    assert f"[ssd1b] Forge: {forge.forge.NOT_APPLIED_ON_FORGE}" in capsys.readouterr().out
+    folder = forge.module("ssd1b.webui.host").lora_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    kohya_sdxl_lora_file(folder / "style_x.safetensors", keep=lambda module: "attn" in module)
+    importlib.import_module("networks").list_available_networks()
+    lora_fit = forge.module("ssd1b.webui.lora_fit")
+    assert lora_fit.describe_prompt("a cat <lora:style_x:1>") == lora_fit.NOT_ON_FORGE
+    select(forge, forge.with_vae)
+    p = generate(forge)
+    p.all_prompts = ["a cat <lora:style_x:1>"]
+    capsys.readouterr()
+    lora_fit.process(p)
+    assert "SSD-1B LoRA fit" not in p.extra_generation_params
+    assert "LoRA fit" not in capsys.readouterr().out
