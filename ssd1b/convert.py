@@ -451,6 +451,7 @@ def _copy(reader: BinaryIO, writer: BinaryIO, remaining: int, copied: Callable[[
     through Python), else in chunks; `copied(n)` after each chunk."""
     writer.flush()
     while remaining and hasattr(os, "copy_file_range"):
+        _read_ahead(reader, remaining)
         try:
             count = os.copy_file_range(reader.fileno(), writer.fileno(), min(remaining, COPY_CHUNK))
         except OSError:  # another file system, or a kernel without it: plain reads and writes
@@ -469,6 +470,13 @@ def _copy(reader: BinaryIO, writer: BinaryIO, remaining: int, copied: Callable[[
         remaining -= len(chunk)
         if copied is not None:
             copied(len(chunk))
+
+
+def _read_ahead(reader: BinaryIO, remaining: int) -> None:
+    """Ask the kernel to read the chunk after this one while this one is copied (reads and writes overlap)."""
+    if remaining > COPY_CHUNK and hasattr(os, "posix_fadvise"):
+        start = os.lseek(reader.fileno(), 0, os.SEEK_CUR) + COPY_CHUNK
+        os.posix_fadvise(reader.fileno(), start, min(remaining - COPY_CHUNK, COPY_CHUNK), os.POSIX_FADV_WILLNEED)
 
 
 TORCH_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
