@@ -10,7 +10,7 @@ biases 0).
   [0, 0, 0]): 164 keys, 168,318,480 parameters.
 - `ControlNet/sd-controlnet-canny.safetensors`: an SD 1.5 ControlNet (diffusers' ControlNetModel defaults), 340 keys.
 - `annotators/clip_vision/clip_h.pth`: CLIP ViT-H/14 vision with projection (transformers' names, 520 keys), a torch
-  zip without the `.format_version` / `.storage_alignment` entries A1111's safe unpickler refuses.
+  zip with only the entries A1111 v1.6.0's safe unpickler allows (`data.pkl`, `version`, `data/<n>`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ CLIP_H = {
     "hidden_act": "gelu",
 }
 EXPECTED_KEYS = {"ip-adapter": 144, "sdxl-small": 164, "sd15": 340, "clip_h": 520}
-REFUSED_ZIP_ENTRIES = (".format_version", ".storage_alignment")
+REFUSED_ZIP_ENTRIES = (".format_version", ".storage_alignment", "/byteorder", "/.data/serialization_id")
+"""Entries torch >= 2.x writes that A1111's safe unpickler refuses: v1.10.1 allows `byteorder` but not the first two,
+v1.6.0 allows only `<name>/data/<n>`, `<name>/version` and `<name>/data.pkl` (modules/safe.py)."""
 
 
 def meta_shapes(module_factory) -> dict[str, torch.Size]:
