@@ -34,7 +34,7 @@ from typing import Any
 from ssd1b.checkpoint import HeaderError, read_header
 from ssd1b.inspect import inspect_file
 from ssd1b.options import option_value
-from ssd1b.webui import host, loading, vae
+from ssd1b.webui import host, vae
 from ssd1b.webui.patching import Patches
 
 LOG_PREFIX = "[ssd1b]"
@@ -144,7 +144,7 @@ def prepare(model_data: Any) -> ForgeVae:
 
 def decide(checkpoint_file: str | None, modules: list[str]) -> ForgeVae:
     """The VAE a checkpoint gets on Forge, from its header and the user's modules."""
-    classification = loading.classify_file(checkpoint_file) if checkpoint_file else None
+    classification = vae.classify_checkpoint(checkpoint_file)  # cached: this runs before every batch
     if classification is None or classification.has_vae:
         return CHECKPOINT_VAE
     if not vae.is_target(vae.facts_of_family(classification.family, False)):

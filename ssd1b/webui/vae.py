@@ -121,7 +121,7 @@ CHECKPOINT_VAE = VaeChoice("checkpoint")
 def checkpoint_facts(model: Any) -> CheckpointFacts:
     """Family and VAE presence from the checkpoint's header (or the loading adapter's report)."""
     report = getattr(model, LOAD_REPORT_ATTR, None) or {}
-    classification = _classify_file(_checkpoint_filename(model))
+    classification = classify_checkpoint(_checkpoint_filename(model))
     family = classification.family if classification else report.get("family")
     has_vae = classification.has_vae if classification else report.get("has_vae")
     if family not in FAMILIES:
@@ -144,7 +144,8 @@ def is_target(facts: CheckpointFacts) -> bool:
 _classification_cache: dict[tuple[str, int, int], Classification | None] = {}
 
 
-def _classify_file(filename: str | None) -> Classification | None:
+def classify_checkpoint(filename: str | None) -> Classification | None:
+    """`loading.classify_file`, read once per file version (keyed by path, size and mtime)."""
     if not filename or not str(filename).lower().endswith(".safetensors"):
         return None
     try:
