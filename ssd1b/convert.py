@@ -324,18 +324,18 @@ def _write(
 ) -> int:
     raw = _header_json(entries, sources[0].header.metadata, source_name)
     total = sum(_nbytes(entry) for entry in entries)
-    written = [0]
-
+    written = 0
     readers = [source.path.open("rb") for source in sources]
     try:
         with partial.open("wb") as writer:
             writeback = _Writeback(writer)
 
             def advance(count: int) -> None:
-                written[0] += count
+                nonlocal written
+                written += count
                 writeback.advance(count)
                 if progress is not None:
-                    progress(written[0], total)
+                    progress(written, total)
 
             writer.write(struct.pack("<Q", len(raw)) + raw)
             for step in _steps(entries, sources):
@@ -350,7 +350,7 @@ def _write(
     finally:
         for reader in readers:
             reader.close()
-    return written[0]
+    return written
 
 
 WRITEBACK_BYTES = 256 << 20
@@ -410,7 +410,12 @@ def _plain_copy(entry: Entry, sources: list[Source]) -> Span | None:
     info = header.tensors[part.name]
     if info.dtype != entry.dtype:
         return None
-    return Span(part.origin, 8 + header.header_bytes + info.begin, info.nbytes)
+    return Span(part.origin, _file_offset(header, info), info.nbytes)
+
+
+def _file_offset(header: Header, info: TensorInfo) -> int:
+    """Where the tensor's bytes start in its file (after the length prefix and the JSON header)."""
+    return 8 + header.header_bytes + info.begin
 
 
 def _write_entry(entry: Entry, sources: list[Source], readers: list[BinaryIO], writer: BinaryIO) -> None:
@@ -418,7 +423,7 @@ def _write_entry(entry: Entry, sources: list[Source], readers: list[BinaryIO], w
         header = sources[part.origin].header
         info = header.tensors[part.name]
         reader = readers[part.origin]
-        reader.seek(8 + header.header_bytes + info.begin)
+        reader.seek(_file_offset(header, info))
         if entry.transposed:
             writer.write(_transposed(reader.read(info.nbytes), info, entry.dtype))
         elif entry.dtype == info.dtype:
