@@ -151,12 +151,11 @@ class LaunchSettings:
     @classmethod
     def from_environment(cls) -> LaunchSettings:
         webui_dir = Path(os.environ["SD_WEBUI_DIR"]).expanduser().resolve()
-        models = os.environ.get("SD_WEBUI_MODELS")
         controlnet = os.environ.get(CONTROLNET_ENV)
         return cls(
             webui_dir=webui_dir,
             python=os.environ.get("SD_WEBUI_PYTHON", "python"),
-            models=Path(models).expanduser().resolve() if models else webui_dir / "models",
+            models=models_dir(),
             host_args=tuple(shlex.split(os.environ.get("SD_WEBUI_ARGS", DEFAULT_HOST_ARGS))),
             port=int(os.environ.get("SD_WEBUI_PORT") or _free_port()),
             timeout=float(os.environ.get("SD_WEBUI_TIMEOUT", "1200")),
@@ -206,6 +205,14 @@ class LaunchSettings:
             *self.controlnet_args(),
             *self.host_args,
         ]
+
+
+def models_dir() -> Path:
+    """`SD_WEBUI_MODELS`, else `<SD_WEBUI_DIR>/models`."""
+    models = os.environ.get("SD_WEBUI_MODELS")
+    if models:
+        return Path(models).expanduser().resolve()
+    return Path(os.environ["SD_WEBUI_DIR"]).expanduser().resolve() / "models"
 
 
 def _free_port() -> int:

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.server import CONTROLNET_ANNOTATORS, CONTROLNET_ENV, CONTROLNET_MODELS, WebUI
+from tests.integration.server import CONTROLNET_ANNOTATORS, CONTROLNET_ENV, CONTROLNET_MODELS, WebUI, models_dir
 from tests.integration.test_whole_session import assert_real, generate, host_quote, load, png
 
 pytestmark = [
@@ -59,12 +59,11 @@ _references: dict[str, Any] = {}
 @pytest.fixture(scope="module")
 def controlnet(webui: WebUI) -> dict[str, str]:
     """The server's ControlNet model names (`name [hash]`), once the random-weight files are known to be there."""
-    models = os.environ.get("SD_WEBUI_MODELS") or os.path.join(os.environ["SD_WEBUI_DIR"], "models")
     missing = [
-        os.path.join(models, folder, name)
+        str(models_dir() / folder / name)
         for folder, names in FILES.items()
         for name in names
-        if not os.path.isfile(os.path.join(models, folder, name))
+        if not (models_dir() / folder / name).is_file()
     ]
     assert not missing, f"random-weight files missing (tests/integration/README.md): {missing}"
     listed = webui.get("/controlnet/model_list")
@@ -79,9 +78,8 @@ def live_unets() -> None:
     """Every checkpoint here has a UNet whose output depends on its input (see the module docstring)."""
     from safetensors import safe_open
 
-    folder = os.environ.get("SD_WEBUI_MODELS") or os.path.join(os.environ["SD_WEBUI_DIR"], "models")
     for checkpoint in (SDXL, SSD1B, VEGA, KOALA):
-        with safe_open(os.path.join(folder, "Stable-diffusion", checkpoint), framework="numpy") as handle:
+        with safe_open(str(models_dir() / "Stable-diffusion" / checkpoint), framework="numpy") as handle:
             weight = handle.get_tensor(OUTPUT_CONVOLUTION)
         assert weight.any(), (
             f"{checkpoint}: {OUTPUT_CONVOLUTION} is all zero (sgm's initialisation), so its UNet predicts 0 and no "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import pytest
 
 from tests import diffusers_models
 from tests.integration.browser import real_page
-from tests.integration.server import STARTUP_CHECKPOINT, WebUI, tracebacks
+from tests.integration.server import STARTUP_CHECKPOINT, WebUI, models_dir, tracebacks
 from tests.random_files import write_random
 
 pytestmark = pytest.mark.integration
@@ -34,7 +33,7 @@ GENERATION = {"prompt": "a lighthouse", "steps": 2, "width": 256, "height": 256,
 
 
 def checkpoint_folder() -> Path:
-    return Path(os.environ.get("SD_WEBUI_MODELS") or Path(os.environ["SD_WEBUI_DIR"]) / "models") / "Stable-diffusion"
+    return models_dir() / "Stable-diffusion"
 
 
 def write_pipeline(folder: Path, family: str) -> None:

@@ -8,14 +8,12 @@ here and keeps the previous model.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests import synthetic
-from tests.integration.server import WebUI, tracebacks
+from tests.integration.server import WebUI, models_dir, tracebacks
 
 pytestmark = pytest.mark.integration
 
@@ -24,8 +22,7 @@ KOALA = "ci-koala700m-holes.safetensors"
 
 @pytest.fixture
 def koala(webui: WebUI) -> Iterator[str]:
-    models = Path(os.environ.get("SD_WEBUI_MODELS") or Path(os.environ["SD_WEBUI_DIR"]) / "models")
-    path = models / "Stable-diffusion" / KOALA
+    path = models_dir() / "Stable-diffusion" / KOALA
     synthetic.write_sparse(path, synthetic.full_checkpoint(synthetic.holed_koala_unet()))
     webui.post("/sdapi/v1/refresh-checkpoints", {})
     try:
