@@ -1,6 +1,6 @@
 """Tiled VAE decode/encode for the ldm/sgm AutoencoderKL (SD 1.x, SDXL, SSD-1B, Vega), host-free.
 
-Public API (stable; the adapter in ssd1b/webui/vae.py uses only these names):
+Public API (stable; the adapters in ssd1b/webui/vae.py and vae_tiles.py use only these names):
 
 - ``TileConfig(tile_px=512, overlap_px=64, mode="exact" | "fast", park_device=None)``
 - ``decode(first_stage_model, z, config, progress=None) -> Tensor``

@@ -18,10 +18,10 @@ Forge names, read at lllyasviel/stable-diffusion-webui-forge dfdcbab6 (2025-06-2
 
 Before each reload the wrapper decides from headers alone. When the checkpoint has no VAE, is a target (as on A1111:
 distilled SDXL, or any SDXL with `ssd1b_vae_policy_all_sdxl`) and none of the user's modules is a VAE, the VAE
-the A1111 path would pick (`vae.find_sdxl_vae`) joins the loading parameters as one more module. The parameters
-are replaced, never changed in place: Forge's next dict (a switch to a checkpoint with its own VAE) comes without
-ours, and the next reload leaves it as it is. TAESD cannot stand in here (Forge builds its VAE from a full VAE
-file), so where the A1111 path would take TAESD, Forge gets the extension's error instead of its assertion.
+the A1111 path would pick (`vae_choice.find_sdxl_vae`) joins the loading parameters as one more module. The
+parameters are replaced, never changed in place: Forge's next dict (a switch to a checkpoint with its own VAE)
+comes without ours, and the next reload leaves it as it is. TAESD cannot stand in here (Forge builds its VAE from a
+full VAE file), so where the A1111 path would take TAESD, Forge gets the extension's error instead of its assertion.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from typing import Any
 from ssd1b.checkpoint import HeaderError, read_header
 from ssd1b.inspect import inspect_file
 from ssd1b.options import option_value
-from ssd1b.webui import host, vae
+from ssd1b.webui import host, vae, vae_choice
 from ssd1b.webui.patching import Patches
+from ssd1b.webui.vae_messages import VaeUnavailableError
 
 LOG_PREFIX = "[ssd1b]"
 HOOK_MARK = "_ssd1b_forge_hook"
@@ -132,7 +133,7 @@ def prepare(model_data: Any) -> ForgeVae:
     _announce(filename, choice)
     _decision.choice = choice
     if choice.kind == "stop":
-        raise vae.VaeUnavailableError(choice.message)
+        raise VaeUnavailableError(choice.message)
     if choice.kind != "file":
         model_data.forge_loading_parameters = user
         _decision.user_parameters = _decision.ours = None
@@ -144,26 +145,26 @@ def prepare(model_data: Any) -> ForgeVae:
 
 def decide(checkpoint_file: str | None, modules: list[str]) -> ForgeVae:
     """The VAE a checkpoint gets on Forge, from its header and the user's modules."""
-    classification = vae.classify_checkpoint(checkpoint_file)  # cached: this runs before every batch
+    classification = vae_choice.classify_checkpoint(checkpoint_file)  # cached: this runs before every batch
     if classification is None or classification.has_vae:
         return CHECKPOINT_VAE
-    if not vae.is_target(vae.facts_of_family(classification.family, False)):
+    if not vae_choice.is_target(vae_choice.facts_of_family(classification.family, False)):
         return CHECKPOINT_VAE
     chosen = [module for module in modules if is_vae_module(module)]
     if chosen:
-        return ForgeVae("user", os.path.basename(chosen[0]), f"{vae.NO_VAE}; {USER_MODULE_SOURCE}")
+        return ForgeVae("user", os.path.basename(chosen[0]), f"{vae_choice.NO_VAE}; {USER_MODULE_SOURCE}")
     title = os.path.basename(checkpoint_file or "")
     policy = option_value(_opts(), "ssd1b_missing_vae")
     if policy == "Stop with an error":
         return _stop(title, "the missing-VAE choice in Settings > SSD-1B is 'Stop with an error'")
-    path, how = vae.find_sdxl_vae()
+    path, how = vae_choice.find_sdxl_vae()
     if path is None:
         return _stop(
             title,
-            f"there is no SDXL VAE in {vae.vae_dir()}, and TAESD cannot stand in on Forge (Forge builds its VAE from "
-            "a full VAE file). Put an SDXL VAE (for example sdxl_vae_fp16_fix.safetensors) into that folder",
+            f"there is no SDXL VAE in {vae_choice.vae_dir()}, and TAESD cannot stand in on Forge (Forge builds its VAE "
+            "from a full VAE file). Put an SDXL VAE (for example sdxl_vae_fp16_fix.safetensors) into that folder",
         )
-    reason = f"{vae.NO_VAE}; {how}"
+    reason = f"{vae_choice.NO_VAE}; {how}"
     if policy == "Use TAESD":
         reason += "; TAESD chosen in settings cannot replace the VAE on Forge"
     return ForgeVae("file", os.path.basename(path), reason, path)

@@ -26,23 +26,38 @@ Host behaviour this module answers:
 from __future__ import annotations
 
 import contextlib
-import copy
-import os
 import sys
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from ssd1b.checkpoint import HeaderError, read_header
-from ssd1b.families import FAMILIES, Classification
 from ssd1b.options import option_value
-from ssd1b.webui import loading
+from ssd1b.webui.taesd import is_finite, taesd_decode, taesd_encode
+from ssd1b.webui.vae_choice import (
+    CHECKPOINT_VAE,
+    VaeChoice,
+    checkpoint_facts,
+    checkpoint_title,
+    choose_vae,
+    host_vae_file,
+    is_target,
+)
+from ssd1b.webui.vae_messages import LOG_PREFIX, VaeNaNError, VaeUnavailableError, warn
+from ssd1b.webui.vae_tiles import (
+    CPU_TILE_PX,
+    ONE_PIECE,
+    TilePlan,
+    image_size,
+    is_out_of_memory,
+    next_plan,
+    plan_tiles,
+    tile_config,
+    tiling,
+)
 
-LOG_PREFIX = "[ssd1b]"
 INFOTEXT_VAE = "SSD-1B VAE"
 """Infotext key: the VAE used when it is not the checkpoint's own (a file, TAESD) and why."""
 INFOTEXT_FALLBACK = "SSD-1B VAE fallback"
@@ -53,262 +68,7 @@ INFOTEXT_TAESD_BY_OPTION = {"decode": "SSD-1B VAE decoder", "encode": "SSD-1B VA
 """Infotext keys: TAESD chosen for decode / encode in Settings > SSD-1B (like the host's 'VAE Decoder')."""
 STATE_ATTR = "ssd1b_vae_state"
 """On `first_stage_model`: this module's state for the model (wrappers, VAE choice)."""
-LOADED_FILE_ATTR = "ssd1b_vae_file"
-"""On the model: the VAE file this module had the host load (to tell it from the user's own choice)."""
-LOAD_REPORT_ATTR = "ssd1b_load_report"
-"""On the model: the loading adapter's report (family; `has_vae` where it records it)."""
-NO_VAE = "the checkpoint has no VAE"
-VAE_SOURCE = f"from sd-webui-ssd1b ({NO_VAE})"
-"""`vae_source` for `sd_vae.load_vae`: the host prints it in its 'Loading VAE weights …' line."""
-
-TAESD_DIR = "VAE-taesd"
-TAESD_FILES = {"decode": "taesdxl_decoder.pth", "encode": "taesdxl_encoder.pth"}
-TAESD_URL = "https://github.com/madebyollin/taesd"
-FP16_FIX_MARKERS = ("fp16-fix", "fp16_fix", "fp16fix")
-SDXL_NAME_MARKERS = ("xl",)
-LDM_VAE_KEY = "decoder.conv_in.weight"
-DIFFUSERS_VAE_PREFIXES = ("decoder.up_blocks.", "decoder.mid_block.", "encoder.down_blocks.")
-AUTOMATIC_FILE_VALUES = ("", "Automatic", "None")
-
-MIN_TILE_PX = 64
-PARKED_RESTART_TILE_PX = 256
-"""After the smallest tile ran out of memory: the tile size to start again from with activations parked on the CPU."""
-CPU_TILE_PX = 512
-"""Tile size of the CPU last resort (keeps RAM use moderate)."""
-LATENT_SCALE = 8
-"""Image pixels per latent pixel (SDXL's VAE)."""
-BUDGET_HEADROOM = 0.9
-"""Share of the free device memory the auto planner may use."""
 BFLOAT16_DEVICES = ("cuda", "cpu")
-
-
-class VaeUnavailableError(RuntimeError):
-    """No usable VAE for this model (the 'Stop' choice, or no VAE file / TAESD weights where one is needed)."""
-
-
-class VaeNaNError(RuntimeError):
-    """The VAE produced NaN in every dtype and the user's choice forbids TAESD."""
-
-
-# --- what the checkpoint is, and which VAE it gets -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CheckpointFacts:
-    family: str | None
-    distilled: bool
-    sdxl: bool
-    has_vae: bool | None
-    """None: unknown (not a safetensors file and no load report): the host's VAE handling stands."""
-
-
-@dataclass(frozen=True)
-class VaeChoice:
-    kind: str
-    """checkpoint | host | file | taesd | stop"""
-    label: str = ""
-    reason: str = ""
-    message: str = ""
-    """For `stop`: the error raised instead of decoding."""
-
-    def infotext(self) -> str | None:
-        return None if self.kind in ("checkpoint", "stop") else f"{self.label} ({self.reason})"
-
-
-CHECKPOINT_VAE = VaeChoice("checkpoint")
-
-
-def checkpoint_facts(model: Any) -> CheckpointFacts:
-    """Family and VAE presence from the checkpoint's header (or the loading adapter's report)."""
-    report = getattr(model, LOAD_REPORT_ATTR, None) or {}
-    classification = classify_checkpoint(_checkpoint_filename(model))
-    family = classification.family if classification else report.get("family")
-    has_vae = classification.has_vae if classification else report.get("has_vae")
-    if family not in FAMILIES:
-        return CheckpointFacts(
-            family, bool(getattr(model, "is_ssd", False)), bool(getattr(model, "is_sdxl", False)), has_vae
-        )
-    return facts_of_family(family, has_vae)
-
-
-def facts_of_family(family: str, has_vae: bool | None) -> CheckpointFacts:
-    info = FAMILIES[family]
-    return CheckpointFacts(family, info.distilled, info.architecture.startswith("sdxl"), has_vae)
-
-
-def is_target(facts: CheckpointFacts) -> bool:
-    """Distilled SDXL models always; every SDXL model when the user asked for it."""
-    return facts.distilled or (facts.sdxl and bool(option_value(_opts(), "ssd1b_vae_policy_all_sdxl")))
-
-
-_classification_cache: dict[tuple[str, int, int], Classification | None] = {}
-
-
-def classify_checkpoint(filename: str | None) -> Classification | None:
-    """`loading.classify_file`, read once per file version (keyed by path, size and mtime)."""
-    if not filename or not str(filename).lower().endswith(".safetensors"):
-        return None
-    try:
-        stat = os.stat(filename)
-    except OSError:
-        return None
-    key = (os.path.abspath(filename), stat.st_size, stat.st_mtime_ns)
-    if key not in _classification_cache:
-        _classification_cache[key] = loading.classify_file(filename)
-    return _classification_cache[key]
-
-
-def choose_vae(model: Any, facts: CheckpointFacts) -> VaeChoice:
-    """The VAE a target model decodes with; loads an SDXL VAE file through the host where the policy says so."""
-    host_file = host_vae_file(model)
-    if facts.has_vae is not False:
-        if host_file != getattr(model, LOADED_FILE_ATTR, None):
-            _set_loaded_file(model, None)  # the host replaced the file we had loaded (a reload of another checkpoint)
-        return CHECKPOINT_VAE
-    title = _checkpoint_title(model)
-    if host_file and host_file != getattr(model, LOADED_FILE_ATTR, None):
-        _set_loaded_file(model, None)
-        source = _host_vae_source(model, host_file)
-        return VaeChoice("host", os.path.basename(host_file), f"{NO_VAE}; {source}")
-    policy = option_value(_opts(), "ssd1b_missing_vae")
-    return MISSING_VAE_POLICIES.get(policy, _use_sdxl_vae)(model, title)
-
-
-def _use_sdxl_vae(model: Any, title: str) -> VaeChoice:
-    path, how = find_sdxl_vae()
-    if path is not None:
-        _load_vae_file(model, path)
-        return VaeChoice("file", os.path.basename(path), f"{NO_VAE}; {how}")
-    if taesd_missing_files("decode"):
-        return _stop(
-            model,
-            title,
-            f"no SDXL VAE in {vae_dir()} and no TAESD weights either. Put an SDXL VAE (for example "
-            f"sdxl_vae_fp16_fix.safetensors) into {vae_dir()}, or {_taesd_instructions('decode')}",
-        )
-    _restore_checkpoint_vae(model)
-    return VaeChoice("taesd", "TAESD", f"{NO_VAE} and no SDXL VAE was found in models/VAE")
-
-
-def _use_taesd(model: Any, title: str) -> VaeChoice:
-    if taesd_missing_files("decode"):
-        return _stop(model, title, f"the missing-VAE choice is TAESD, but {_taesd_instructions('decode')}")
-    _restore_checkpoint_vae(model)
-    return VaeChoice("taesd", "TAESD", f"{NO_VAE}; TAESD chosen in settings")
-
-
-def _stop(model: Any, title: str, why: str = "") -> VaeChoice:
-    _restore_checkpoint_vae(model)
-    why = why or "the missing-VAE choice in Settings > SSD-1B is 'Stop with an error'"
-    message = (
-        f"{LOG_PREFIX} {title} has no VAE baked in, so its images would be a uniform grey: {why}. "
-        "Choose a VAE in Settings > VAE, or another missing-VAE choice in Settings > SSD-1B."
-    )
-    return VaeChoice("stop", "none", "no VAE", message)
-
-
-MISSING_VAE_POLICIES: dict[str, Callable[[Any, str], VaeChoice]] = {
-    "Use SDXL VAE": _use_sdxl_vae,
-    "Use TAESD": _use_taesd,
-    "Stop with an error": _stop,
-}
-
-
-def find_sdxl_vae() -> tuple[str | None, str]:
-    """The user's file, else an SDXL VAE in the host's VAE list (fp16-fix first); with how it was found."""
-    from modules import sd_vae
-
-    if not sd_vae.vae_dict:
-        sd_vae.refresh_vae_list()
-    chosen = str(option_value(_opts(), "ssd1b_missing_vae_file") or "")
-    if chosen not in AUTOMATIC_FILE_VALUES:
-        path = _resolve_named_vae(chosen, sd_vae.vae_dict, sd_vae.vae_path)
-        if path is not None:
-            return path, "the VAE file chosen in Settings > SSD-1B"
-        _warn(f"the SDXL VAE file chosen in Settings > SSD-1B ({chosen}) was not found; searching {vae_dir()}")
-    candidates = sorted(
-        (path for name, path in sd_vae.vae_dict.items() if looks_like_sdxl_vae(name) and is_ldm_vae_file(path)),
-        key=_vae_preference,
-    )
-    if not candidates:
-        return None, ""
-    how = "fp16-fix VAE found in models/VAE" if is_fp16_fix(candidates[0]) else "SDXL VAE found in models/VAE"
-    return candidates[0], how
-
-
-def looks_like_sdxl_vae(name: str) -> bool:
-    """SD 1.x and SDXL VAEs have the same shapes: the name is the only hint ("xl", or an fp16-fix VAE)."""
-    lowered = os.path.basename(name).lower()
-    return is_fp16_fix(lowered) or any(marker in lowered for marker in SDXL_NAME_MARKERS)
-
-
-def is_fp16_fix(name: str) -> bool:
-    return any(marker in os.path.basename(name).lower() for marker in FP16_FIX_MARKERS)
-
-
-def is_ldm_vae_file(path: str) -> bool:
-    """A safetensors VAE in the layout A1111 loads (diffusers-format files fail the host's strict load)."""
-    if not str(path).lower().endswith(".safetensors"):
-        return False
-    try:
-        keys = read_header(path).names
-    except (HeaderError, OSError):
-        return False
-    return LDM_VAE_KEY in keys and not any(key.startswith(DIFFUSERS_VAE_PREFIXES) for key in keys)
-
-
-def _vae_preference(path: str) -> tuple[bool, str]:
-    return (not is_fp16_fix(path), os.path.basename(path).lower())
-
-
-def _resolve_named_vae(name: str, vae_dict: Mapping[str, str], vae_path: str) -> str | None:
-    for candidate in (vae_dict.get(name), name, os.path.join(vae_path, name)):
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    return None
-
-
-def host_vae_file(model: Any) -> str | None:
-    """The VAE file the host loaded over this model's own VAE (None: the checkpoint's VAE is in use)."""
-    from modules import sd_vae
-
-    return getattr(model, "loaded_vae_file", sd_vae.loaded_vae_file)
-
-
-def _load_vae_file(model: Any, path: str) -> None:
-    from modules import sd_vae
-
-    if host_vae_file(model) == path and getattr(model, LOADED_FILE_ATTR, None) == path:
-        return
-    sd_vae.load_vae(model, path, VAE_SOURCE)
-    _set_loaded_file(model, path)
-
-
-def _restore_checkpoint_vae(model: Any) -> None:
-    """Put the checkpoint's own (empty) VAE back where this module had loaded a file, so the host's VAE name in
-    the infotext does not claim a VAE that is no longer used."""
-    from modules import sd_vae
-
-    ours = getattr(model, LOADED_FILE_ATTR, None)
-    if ours is not None and host_vae_file(model) == ours:
-        sd_vae.load_vae(model, None, VAE_SOURCE)
-    _set_loaded_file(model, None)
-
-
-def _set_loaded_file(model: Any, path: str | None) -> None:
-    with contextlib.suppress(AttributeError):
-        setattr(model, LOADED_FILE_ATTR, path)
-
-
-def _host_vae_source(model: Any, host_file: str) -> str:
-    """How the host found its VAE (its own words, e.g. 'specified in settings'), from a fresh resolution."""
-    from modules import sd_vae
-
-    with contextlib.suppress(Exception):  # a fork's resolver may need more than we give it: the wording is optional
-        vae_file, source = sd_vae.resolve_vae(_checkpoint_filename(model)).tuple()
-        if vae_file == host_file and source:
-            return f"VAE {source}"
-    return "VAE chosen by the host"
 
 
 # --- hooks --------------------------------------------------------------------------------------------------------
@@ -421,7 +181,7 @@ def _log_choice(model: Any, choice: VaeChoice) -> None:
     if choice.kind == "stop":
         print(choice.message, file=sys.stderr)
     elif choice.kind != "checkpoint":
-        print(f"{LOG_PREFIX} VAE for {_checkpoint_title(model)}: {choice.label} ({choice.reason})")
+        print(f"{LOG_PREFIX} VAE for {checkpoint_title(model)}: {choice.label} ({choice.reason})")
 
 
 # --- wrapping first_stage_model.decode / .encode per instance ------------------------------------------------------
@@ -560,7 +320,7 @@ def _full_with_fallbacks(
                 _note_fallback(state, operation, failed, _dtype_name(dtype))
             return result
         failed.append(dtype)
-        _warn(f"VAE {operation} produced NaN in {_dtype_name(dtype)}")
+        warn(f"VAE {operation} produced NaN in {_dtype_name(dtype)}")
     if option_value(_opts(), f"ssd1b_vae_{operation}") == "Full":
         raise VaeNaNError(
             f"{LOG_PREFIX} the VAE produced NaN in {_dtype_names(failed)}, and Settings > SSD-1B forbids TAESD "
@@ -587,27 +347,6 @@ def _has_bfloat16(device: torch.device) -> bool:
     return device.type in BFLOAT16_DEVICES
 
 
-def is_finite(result: Any) -> bool:
-    """Every element finite (the host checks only the first one)."""
-    return bool(torch.isfinite(result).all()) if isinstance(result, torch.Tensor) else True
-
-
-@dataclass(frozen=True)
-class TilePlan:
-    tile_px: int | None = None
-    """Tile edge in image pixels; None: one piece."""
-    park_on_cpu: bool = False
-    """Whole-image activations wait in CPU memory between the tiler's passes (the last step before the CPU)."""
-
-    def describe(self, mode: str) -> str:
-        if self.tile_px is None:
-            return "one piece"
-        return f"{self.tile_px}px {mode}" + (", parked on CPU" if self.park_on_cpu else "")
-
-
-ONE_PIECE = TilePlan()
-
-
 def _run_full(job: _Job, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """One decode/encode in `dtype`, as planned; out of memory makes the tiles smaller, then parks the whole-image
     activations on the CPU, then runs the VAE on the CPU: the image is not lost to an allocator failure."""
@@ -621,13 +360,13 @@ def _run_full(job: _Job, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
             return _run_once(job, x, plan)
         except Exception as error:
             if _tiling_unsupported(error) and plan.tile_px is not None:
-                _warn(f"this VAE cannot be tiled ({error}); {job.operation} in one piece")
+                warn(f"this VAE cannot be tiled ({error}); {job.operation} in one piece")
                 plan = ONE_PIECE
                 continue
             if not is_out_of_memory(error):
                 raise
             _free_memory()
-            retry = next_plan(plan, _image_size(job.operation, x), device)
+            retry = next_plan(plan, image_size(job.operation, x), device)
             if retry is None and device.type == "cpu":
                 raise
             if retry is None:
@@ -638,7 +377,7 @@ def _run_full(job: _Job, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def _report_retry(job: _Job, failed: TilePlan, retry: TilePlan) -> None:
     mode = str(option_value(_opts(), "ssd1b_tile_mode"))
-    _warn(f"out of memory during VAE {job.operation} ({failed.describe(mode)}); retrying: {retry.describe(mode)}")
+    warn(f"out of memory during VAE {job.operation} ({failed.describe(mode)}); retrying: {retry.describe(mode)}")
     _note(job.state, INFOTEXT_FALLBACK, f"out of memory, {job.operation} retried: {retry.describe(mode)}")
 
 
@@ -650,9 +389,9 @@ def _run_once(job: _Job, x: torch.Tensor, plan: TilePlan, *, on_device: bool = T
     mode = str(option_value(_opts(), "ssd1b_tile_mode"))
     _note(job.state, INFOTEXT_TILES, plan.describe(mode))
     config = tile_config(plan)
-    tiling = _tiling()
+    module = tiling()
     with _progress(job.operation) as progress:
-        run = tiling.decode if job.operation == "decode" else tiling.encode
+        run = module.decode if job.operation == "decode" else module.encode
         return run(job.first_stage_model, x, config, progress)
 
 
@@ -660,12 +399,12 @@ def _run_on_cpu(job: _Job, x: torch.Tensor, device: torch.device) -> torch.Tenso
     """The last resort after the device ran out of memory at the smallest tile: float32 on the CPU, then back."""
     first_stage_model = job.first_stage_model
     dtype = _module_dtype(first_stage_model)
-    _warn(f"out of memory on {device} at the smallest tile; VAE {job.operation} runs on the CPU (slow)")
+    warn(f"out of memory on {device} at the smallest tile; VAE {job.operation} runs on the CPU (slow)")
     _note(job.state, INFOTEXT_FALLBACK, f"out of memory, {job.operation} ran on the CPU")
     first_stage_model.to(torch.device("cpu"), torch.float32)
     try:
         cpu_x = x.to(torch.device("cpu"), torch.float32)
-        plan = TilePlan(CPU_TILE_PX) if max(_image_size(job.operation, cpu_x)) > CPU_TILE_PX else ONE_PIECE
+        plan = TilePlan(CPU_TILE_PX) if max(image_size(job.operation, cpu_x)) > CPU_TILE_PX else ONE_PIECE
         cpu_job = _Job(job.operation, job.state, first_stage_model, _class_method(first_stage_model, job.operation))
         result = _run_once(cpu_job, cpu_x, plan, on_device=False)
     finally:
@@ -678,99 +417,8 @@ def _class_method(first_stage_model: torch.nn.Module, operation: str) -> Callabl
 
 
 def _tiling_unsupported(error: BaseException) -> bool:
-    unsupported = getattr(_tiling(), "TilingUnsupportedError", None)
+    unsupported = getattr(tiling(), "TilingUnsupportedError", None)
     return unsupported is not None and isinstance(error, unsupported)
-
-
-def tile_config(plan: TilePlan) -> Any:
-    opts = _opts()
-    return _tiling().TileConfig(
-        tile_px=int(plan.tile_px or MIN_TILE_PX),
-        overlap_px=int(option_value(opts, "ssd1b_tile_overlap")),
-        mode=str(option_value(opts, "ssd1b_tile_mode")),
-        park_device=torch.device("cpu") if plan.park_on_cpu else None,
-    )
-
-
-def plan_tiles(operation: str, x: torch.Tensor, dtype: torch.dtype, device: torch.device) -> TilePlan:
-    """How to run decode/encode (Settings > SSD-1B: Auto / Always / Never)."""
-    opts = _opts()
-    mode = option_value(opts, "ssd1b_tiled_vae")
-    height, width = _image_size(operation, x)
-    if mode == "Never":
-        return ONE_PIECE
-    if mode == "Always":
-        size = int(option_value(opts, "ssd1b_tile_size"))
-        return TilePlan(size) if max(height, width) > size else ONE_PIECE
-    budget = budget_bytes(device)
-    if budget is None:
-        return ONE_PIECE
-    per_image = budget // max(int(x.shape[0]) if x.dim() == 4 else 1, 1)
-    return plan_for_budget(operation, (height, width), torch.finfo(dtype).bits // 8, budget=per_image, device=device)
-
-
-def plan_for_budget(
-    operation: str, image_size: tuple[int, int], dtype_bytes: int, *, budget: int, device: torch.device
-) -> TilePlan:
-    """The largest tile whose predicted peak fits `budget` with activations kept on the device; when none fits,
-    the largest that fits with them parked on the CPU (GPU only), else the smallest tile."""
-    tiling = _tiling()
-    height, width = image_size
-    tile_mode = str(option_value(_opts(), "ssd1b_tile_mode"))
-    tile = tiling.choose_tile(operation, height, width, dtype_bytes, budget, tile_mode)
-    if tile is None:
-        return ONE_PIECE
-    fits = tiling.predict_tiled_peak_bytes(operation, height, width, dtype_bytes, tile, tile_mode) <= budget
-    if fits or device.type == "cpu":
-        return TilePlan(tile)
-    parked = tiling.choose_tile(operation, height, width, dtype_bytes, budget, tile_mode, parked_counts=False)
-    return TilePlan(parked or MIN_TILE_PX, park_on_cpu=True)
-
-
-def next_plan(plan: TilePlan, image_size: tuple[int, int], device: torch.device) -> TilePlan | None:
-    """After running out of memory: half the tile; at the smallest, park on the CPU (GPU only); then None."""
-    smaller = smaller_tile(plan.tile_px, image_size)
-    if smaller is not None:
-        return TilePlan(smaller, plan.park_on_cpu)
-    restart = min(PARKED_RESTART_TILE_PX, max(image_size) // 2 // MIN_TILE_PX * MIN_TILE_PX)
-    if plan.park_on_cpu or device.type == "cpu" or restart < MIN_TILE_PX:
-        return None
-    return TilePlan(restart, park_on_cpu=True)
-
-
-def budget_bytes(device: torch.device) -> int | None:
-    """Memory the VAE may use: the user's budget, else the device's free memory (CUDA); None: no limit known."""
-    budget_mib = float(option_value(_opts(), "ssd1b_vram_budget_mib") or 0)
-    if budget_mib > 0:
-        return int(budget_mib * 2**20)
-    if device.type == "cuda" and torch.cuda.is_available():
-        free, _total = torch.cuda.mem_get_info(device)
-        reusable = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-        return int((free + reusable) * BUDGET_HEADROOM)
-    return None
-
-
-def smaller_tile(tile: int | None, image_size: tuple[int, int]) -> int | None:
-    """Half the tile (or half the image for an untiled run), on the 64-pixel grid; None below the smallest."""
-    current = tile if tile is not None else max(image_size)
-    smaller = (current // 2) // MIN_TILE_PX * MIN_TILE_PX
-    return smaller if smaller >= MIN_TILE_PX and smaller < current else None
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    oom_type = getattr(torch.cuda, "OutOfMemoryError", None)
-    if oom_type is not None and isinstance(error, oom_type):
-        return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
-
-
-def _image_size(operation: str, x: torch.Tensor) -> tuple[int, int]:
-    scale = LATENT_SCALE if operation == "decode" else 1
-    return int(x.shape[-2]) * scale, int(x.shape[-1]) * scale
-
-
-def _tile_text(tile: int | None) -> str:
-    return "untiled" if tile is None else f"{tile}px tiles"
 
 
 def _bring_to_device(state: ModelState) -> None:
@@ -806,67 +454,6 @@ def _dtype_name(dtype: torch.dtype | str) -> str:
 
 def _dtype_names(dtypes: list[torch.dtype]) -> str:
     return ", ".join(_dtype_name(dtype) for dtype in dtypes)
-
-
-# --- TAESD through the host's own module (never its downloader) ---------------------------------------------------
-
-
-def taesd_missing_files(operation: str) -> list[str]:
-    """The TAESD weight files `operation` needs that are not in models/VAE-taesd."""
-    path = _taesd_path(operation)
-    return [] if os.path.isfile(path) else [path]
-
-
-def taesd_decode(z: torch.Tensor, scale_factor: float) -> torch.Tensor:
-    """`first_stage_model.decode` semantics (z = latent / scale_factor → image in [-1, 1]) with TAESD."""
-    image = _run_taesd("decode", z * scale_factor)
-    return (image * 2 - 1).to(z.device)
-
-
-def taesd_encode(x: torch.Tensor, scale_factor: float) -> torch.Tensor:
-    """`first_stage_model.encode` semantics (image in [-1, 1] → latent / scale_factor) with TAESD."""
-    latent = _run_taesd("encode", (x + 1) / 2)
-    return (latent / scale_factor).to(x.device)
-
-
-def _run_taesd(operation: str, x: torch.Tensor) -> torch.Tensor:
-    net = _taesd_net(operation)
-    parameter = next(net.parameters())
-    with torch.no_grad():
-        result = net(x.to(parameter.device, parameter.dtype))
-        if not is_finite(result):
-            result = copy.deepcopy(net).float()(x.to(parameter.device, torch.float32))
-    if not is_finite(result):
-        _warn(f"TAESD {operation} produced NaN too; NaN replaced by 0")
-        result = torch.nan_to_num(result, nan=0.0, posinf=1.0, neginf=-1.0)
-    return result
-
-
-def _taesd_net(operation: str) -> torch.nn.Module:
-    from modules import devices, sd_vae_taesd
-
-    name = TAESD_FILES[operation]
-    loaded = sd_vae_taesd.sd_vae_taesd_models.get(name)
-    if loaded is None:
-        path = _taesd_path(operation)
-        if not os.path.isfile(path):
-            raise VaeUnavailableError(f"{LOG_PREFIX} TAESD is needed but {_taesd_instructions(operation)}")
-        loaded = (sd_vae_taesd.TAESDDecoder if operation == "decode" else sd_vae_taesd.TAESDEncoder)(path)
-        loaded.eval()
-        loaded.to(devices.device, devices.dtype)
-        sd_vae_taesd.sd_vae_taesd_models[name] = loaded
-    return loaded.decoder if operation == "decode" else loaded.encoder
-
-
-def _taesd_path(operation: str) -> str:
-    from modules import paths_internal
-
-    return os.path.join(paths_internal.models_path, TAESD_DIR, TAESD_FILES[operation])
-
-
-def _taesd_instructions(operation: str) -> str:
-    path = Path(_taesd_path(operation))
-    return f"{path.name} is not in {path.parent}: download it from {TAESD_URL} and put it there"
 
 
 # --- progress and infotext ----------------------------------------------------------------------------------------
@@ -912,7 +499,7 @@ def _console_bar(operation: str) -> Any:
 
 def _note_fallback(state: ModelState, operation: str, failed: list[torch.dtype], used: str) -> None:
     text = f"{operation}: NaN in {_dtype_names(failed)}, used {used}"
-    _warn(f"VAE {text}")
+    warn(f"VAE {text}")
     _note(state, INFOTEXT_FALLBACK, text)
 
 
@@ -931,17 +518,6 @@ def _record_on_p(fields: Mapping[str, str]) -> None:
         extra.update(fields)
 
 
-def _warn(message: str) -> None:
-    print(f"{LOG_PREFIX} warning: {message}", file=sys.stderr)
-
-
-def _tiling() -> Any:
-    """`ssd1b.tiling`, imported when first needed (nothing heavy at import time)."""
-    from ssd1b import tiling
-
-    return tiling
-
-
 # --- host access --------------------------------------------------------------------------------------------------
 
 
@@ -956,20 +532,3 @@ def _current_model() -> Any:
     from modules import sd_models
 
     return sd_models.model_data.sd_model
-
-
-def _checkpoint_filename(model: Any) -> str | None:
-    info = getattr(model, "sd_checkpoint_info", None)
-    return getattr(info, "filename", None) or getattr(model, "sd_model_checkpoint", None)
-
-
-def _checkpoint_title(model: Any) -> str:
-    info = getattr(model, "sd_checkpoint_info", None)
-    filename = _checkpoint_filename(model)
-    return str(getattr(info, "title", None) or (os.path.basename(filename) if filename else "the checkpoint"))
-
-
-def vae_dir() -> str:
-    from modules import sd_vae
-
-    return str(sd_vae.vae_path)

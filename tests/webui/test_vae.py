@@ -121,7 +121,7 @@ def test_only_sdxl_named_ldm_files_are_found(host):
     write_vae_file(host.vae_dir / "vae-ft-mse-840000.safetensors", seed=2)
     write_diffusers_vae_file(host.vae_dir / "sdxl_vae_diffusers.safetensors")
     host.sd_vae.refresh_vae_list()
-    assert host.vae.find_sdxl_vae() == (None, "")
+    assert host.vae_choice.find_sdxl_vae() == (None, "")
 
 
 @pytest.mark.parametrize("host_version", ["1.6.0", "1.10.1"])
@@ -395,7 +395,7 @@ def test_the_dtype_ladder(host):
     assert vae.dtype_ladder(torch.float32, cpu) == [torch.float32]
     assert vae.dtype_ladder(torch.float16, torch.device("mps")) == [torch.float16, torch.float32]
     if not torch.cuda.is_available():
-        assert vae.budget_bytes(cuda) is None
+        assert host.vae_tiles.budget_bytes(cuda) is None
 
 
 # --- memory: auto tiling, OOM retries with smaller tiles -----------------------------------------------------------
@@ -403,7 +403,7 @@ def test_the_dtype_ladder(host):
 
 def test_auto_never_tiles_on_the_cpu_without_a_budget(host):
     latent = torch.randn(1, 4, 128, 128)
-    assert host.vae.plan_tiles("decode", latent, torch.float32, torch.device("cpu")) == host.vae.ONE_PIECE
+    assert host.vae_tiles.plan_tiles("decode", latent, torch.float32, torch.device("cpu")) == host.vae_tiles.ONE_PIECE
 
 
 def test_auto_plans_tiles_from_the_budget_and_the_dtype(host):
@@ -413,10 +413,10 @@ def test_auto_plans_tiles_from_the_budget_and_the_dtype(host):
     budget_mib = untiled_fp16 * 1.5 / 2**20
     opts_set(host, ssd1b_vram_budget_mib=budget_mib)
     cpu = torch.device("cpu")
-    assert host.vae.plan_tiles("decode", latent, torch.float16, cpu) == host.vae.ONE_PIECE
-    in_fp32 = host.vae.plan_tiles("decode", latent, torch.float32, cpu)  # twice the bytes: planned again
+    assert host.vae_tiles.plan_tiles("decode", latent, torch.float16, cpu) == host.vae_tiles.ONE_PIECE
+    in_fp32 = host.vae_tiles.plan_tiles("decode", latent, torch.float32, cpu)  # twice the bytes: planned again
     expected = tiling.choose_tile("decode", 1024, 1024, 4, int(budget_mib * 2**20), "exact")
-    assert in_fp32 == host.vae.TilePlan(expected)
+    assert in_fp32 == host.vae_tiles.TilePlan(expected)
     assert expected is not None and expected < 1024
 
 
@@ -424,19 +424,19 @@ def test_on_a_gpu_a_budget_no_tile_fits_parks_activations_on_the_cpu(host):
     tiling = host.module("ssd1b.tiling")
     smallest = min(tiling.TILE_CHOICES_PX)
     tight = tiling.predict_tiled_peak_bytes("decode", 2048, 2048, 2, smallest, "exact") - 1
-    plan = host.vae.plan_for_budget("decode", (2048, 2048), 2, budget=tight, device=torch.device("cuda"))
+    plan = host.vae_tiles.plan_for_budget("decode", (2048, 2048), 2, budget=tight, device=torch.device("cuda"))
     assert plan.park_on_cpu
     assert plan.tile_px == (
-        tiling.choose_tile("decode", 2048, 2048, 2, tight, "exact", parked_counts=False) or host.vae.MIN_TILE_PX
+        tiling.choose_tile("decode", 2048, 2048, 2, tight, "exact", parked_counts=False) or host.vae_tiles.MIN_TILE_PX
     )
-    on_cpu = host.vae.plan_for_budget("decode", (2048, 2048), 2, budget=tight, device=torch.device("cpu"))
+    on_cpu = host.vae_tiles.plan_for_budget("decode", (2048, 2048), 2, budget=tight, device=torch.device("cpu"))
     assert not on_cpu.park_on_cpu
 
 
 def test_always_uses_the_tile_size_when_the_image_is_larger(host):
     opts_set(host, ssd1b_tiled_vae="Always", ssd1b_tile_size=256)
     cpu = torch.device("cpu")
-    plan = host.vae.plan_tiles
+    plan = host.vae_tiles.plan_tiles
     assert plan("decode", torch.randn(1, 4, 64, 64), torch.float16, cpu).tile_px == 256
     assert plan("decode", torch.randn(1, 4, 32, 32), torch.float16, cpu).tile_px is None
     assert plan("encode", torch.randn(1, 3, 512, 512), torch.float16, cpu).tile_px == 256
@@ -445,8 +445,8 @@ def test_always_uses_the_tile_size_when_the_image_is_larger(host):
 
 
 def test_after_out_of_memory_tiles_halve_then_park_then_give_up(host):
-    plan, cpu, cuda = host.vae.TilePlan, torch.device("cpu"), torch.device("cuda")
-    next_plan = host.vae.next_plan
+    plan, cpu, cuda = host.vae_tiles.TilePlan, torch.device("cpu"), torch.device("cuda")
+    next_plan = host.vae_tiles.next_plan
     assert next_plan(plan(), (1024, 1024), cuda) == plan(512)
     assert next_plan(plan(512), (1024, 1024), cuda) == plan(256)
     assert next_plan(plan(64), (1024, 1024), cuda) == plan(256, park_on_cpu=True)
@@ -464,8 +464,8 @@ def test_after_out_of_memory_tiles_halve_then_park_then_give_up(host):
     ],
 )
 def test_out_of_memory_errors_are_recognised(host, error):
-    assert host.vae.is_out_of_memory(error)
-    assert not host.vae.is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert host.vae_tiles.is_out_of_memory(error)
+    assert not host.vae_tiles.is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
 
 
 def test_out_of_memory_halves_the_tile_until_the_image_fits(host):

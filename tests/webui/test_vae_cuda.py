@@ -85,7 +85,7 @@ def test_the_budget_option_bounds_the_peak(gpu_host):
 
 def test_the_free_memory_budget_follows_the_device(gpu_host):
     free, _ = torch.cuda.mem_get_info(CUDA)
-    budget = gpu_host.vae.budget_bytes(CUDA)
+    budget = gpu_host.vae_tiles.budget_bytes(CUDA)
     assert 0.8 * free <= budget <= free + torch.cuda.memory_reserved(CUDA)
 
 
