@@ -37,7 +37,6 @@ MISSING_VAE_CHOICES = ("Use SDXL VAE", "Use TAESD", "Stop with an error")
 TILED_CHOICES = ("Auto", "Always", "Never")
 TILE_MODE_CHOICES = ("exact", "fast")
 
-NOT_ON_FORGE = "not applied on Forge: Forge decodes with its own VAE"
 
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
@@ -48,7 +47,6 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Full: the full VAE, never TAESD; TAESD: the tiny decoder, fast and approximate",
         kind="radio",
         choices=VAE_CHOICES,
-        on_forge=NOT_ON_FORGE,
     ),
     OptionSpec(
         "ssd1b_vae_encode",
@@ -58,7 +56,6 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Full: the full VAE, never TAESD; TAESD: the tiny encoder, fast and approximate",
         kind="radio",
         choices=VAE_CHOICES,
-        on_forge=NOT_ON_FORGE,
     ),
     OptionSpec(
         "ssd1b_vae_policy_all_sdxl",
@@ -75,6 +72,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "A VAE chosen in the host's own SD VAE setting always wins",
         kind="radio",
         choices=MISSING_VAE_CHOICES,
+        on_forge="on Forge, Use TAESD takes the SDXL VAE file too: Forge builds its VAE from a full VAE file",
     ),
     OptionSpec(
         "ssd1b_missing_vae_file",
@@ -91,7 +89,6 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Auto: tile only when the predicted memory peak exceeds the budget; Always; Never",
         kind="radio",
         choices=TILED_CHOICES,
-        on_forge=NOT_ON_FORGE,
     ),
     OptionSpec(
         "ssd1b_tile_size",
@@ -102,7 +99,6 @@ OPTIONS: tuple[OptionSpec, ...] = (
         minimum=128,
         maximum=2048,
         step=64,
-        on_forge=NOT_ON_FORGE,
     ),
     OptionSpec(
         "ssd1b_tile_overlap",
@@ -113,7 +109,6 @@ OPTIONS: tuple[OptionSpec, ...] = (
         minimum=0,
         maximum=256,
         step=8,
-        on_forge=NOT_ON_FORGE,
     ),
     OptionSpec(
         "ssd1b_tile_mode",
@@ -122,7 +117,6 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "exact: equals the untiled result up to float rounding; fast: lowest memory, approximate",
         kind="radio",
         choices=TILE_MODE_CHOICES,
-        on_forge=NOT_ON_FORGE,
     ),
     OptionSpec(
         "ssd1b_vram_budget_mib",
@@ -131,7 +125,6 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "0 means automatic: the free memory reported by the device",
         kind="number",
         minimum=0,
-        on_forge=NOT_ON_FORGE,
     ),
     OptionSpec(
         "ssd1b_lora_fit_messages",
@@ -139,6 +132,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Say how much of each LoRA applies to the loaded model",
         "console line, comment under the image and `SSD-1B LoRA fit` infotext for every LoRA that loses modules, "
         "was made for another architecture, or is the wrong LCM-LoRA; a LoRA that fits fully stays silent",
+        on_forge="not applied on Forge: Forge applies LoRAs with its own code",
     ),
     OptionSpec(
         "ssd1b_apply_preset_on_select",

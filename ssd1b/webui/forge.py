@@ -34,7 +34,7 @@ from typing import Any
 from ssd1b.checkpoint import HeaderError, read_header
 from ssd1b.inspect import inspect_file
 from ssd1b.options import option_value
-from ssd1b.webui import host, vae, vae_choice
+from ssd1b.webui import forge_vae, host, vae, vae_choice
 from ssd1b.webui.patching import Patches
 from ssd1b.webui.vae_messages import VaeUnavailableError
 
@@ -45,9 +45,10 @@ FORGE_VAE_KEY = "decoder.conv_in.weight"
 USER_MODULE_SOURCE = "chosen in Forge's VAE / Text Encoder box"
 RELOAD_OWNERS = ("modules.sd_models", "modules.processing")
 NOT_APPLIED_ON_FORGE = (
-    "not applied here (Forge has its own): the VAE decoder/encoder choice, VAE tiles, the NaN and out-of-memory "
-    "fallbacks, LoRA fit, the sd-webui-controlnet adapter. Applied: a VAE for checkpoints without one, presets, "
-    "the family badge, inspect/model/presets endpoints, diffusers conversion"
+    "not applied here (Forge has its own): loading, TAESD in place of a missing VAE, LoRA fit, the "
+    "sd-webui-controlnet adapter. Applied: a VAE for checkpoints without one, the VAE settings on Forge's VAE "
+    "(TAESD per direction, exact/fast tiles, NaN and out-of-memory fallbacks), presets, the family badge, "
+    "inspect/model/presets endpoints, diffusers conversion"
 )
 
 
@@ -101,6 +102,7 @@ def uninstall() -> None:
     global _installed, _decision
     _installed = False
     _patches.restore_all()
+    forge_vae.uninstall()
     _decision = _Decision()
 
 
@@ -119,7 +121,9 @@ def _reload(original: Any, *args: Any, **kwargs: Any) -> Any:
     from modules import sd_models
 
     prepare(sd_models.model_data)
-    return original(*args, **kwargs)
+    result = original(*args, **kwargs)
+    forge_vae.apply(sd_models.model_data.sd_model)
+    return result
 
 
 def prepare(model_data: Any) -> ForgeVae:
@@ -202,7 +206,9 @@ def _announce(filename: str | None, choice: ForgeVae) -> None:
 
 
 def process(p: Any) -> None:
-    """For the Script's `process(p)` (after Forge's reload): the VAE this generation decodes with, in the infotext."""
+    """For the Script's `process(p)` (after Forge's reload): the VAE this generation decodes with, in the infotext,
+    and the VAE settings on Forge's VAE (`forge_vae`)."""
+    forge_vae.process(p)
     text = _decision.choice.infotext()
     extra = getattr(p, "extra_generation_params", None)
     if text and isinstance(extra, dict):

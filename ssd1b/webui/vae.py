@@ -135,17 +135,23 @@ def process(p: Any) -> None:
     """For the Script's `process(p)`: re-check the model against the current options, tie this generation's
     infotext to `p`, and say early when generation will fail. Never raises (the host would only log it, and the
     calling Script's own work would be skipped): the hard stop is the decode, which raises `VaeUnavailableError`."""
-    global _current_p
     model = getattr(p, "sd_model", None) or _current_model()
     state = _reconcile(model) if model is not None else None
-    _current_p = weakref.ref(p) if state is not None else None
+    begin_generation(p, state)
     if state is None:
         return
-    state.events.clear()
     if state.choice.kind == "stop":
         print(f"{state.choice.message} This generation will fail when it decodes.", file=sys.stderr)
         return
     _record_on_p(infotext_fields(model))
+
+
+def begin_generation(p: Any, state: ModelState | None) -> None:
+    """This generation's infotext goes to `p` (None: nothing of ours decodes for it)."""
+    global _current_p
+    _current_p = weakref.ref(p) if state is not None else None
+    if state is not None:
+        state.events.clear()
 
 
 def infotext_fields(model: Any = None) -> dict[str, str]:
@@ -202,13 +208,19 @@ class ModelState:
     installed: dict[str, bool] = field(default_factory=dict)
     events: dict[str, str] = field(default_factory=dict)
     """Infotext entries of what happened since the generation started."""
+    follows_options: bool = True
+    """The VAE choice is made here from the options (A1111); False where the host chose the VAE (Forge)."""
 
 
-def wrap(model: Any, first_stage_model: torch.nn.Module) -> ModelState:
-    """Put our decode/encode on this model's `first_stage_model` (idempotent)."""
+def wrap(
+    model: Any, first_stage_model: torch.nn.Module, scale_factor: float | None = None, *, follows_options: bool = True
+) -> ModelState:
+    """Put our decode/encode on this model's `first_stage_model` (idempotent). `scale_factor`: the latent scale
+    (default: the model's `scale_factor`, as sgm has it)."""
     state = first_stage_model.__dict__.get(STATE_ATTR)
     if state is None:
-        state = ModelState(weakref.ref(model), float(getattr(model, "scale_factor", 1.0)))
+        scale = scale_factor if scale_factor is not None else float(getattr(model, "scale_factor", 1.0))
+        state = ModelState(weakref.ref(model), scale, follows_options=follows_options)
         first_stage_model.__dict__[STATE_ATTR] = state
     state.active = True
     for operation in OPERATIONS:
@@ -250,7 +262,8 @@ def _make_wrapper(first_stage_model: torch.nn.Module, operation: str) -> Callabl
     def wrapper(x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         state = first_stage_model.__dict__.get(STATE_ATTR)
         inner = _inner(first_stage_model, operation, state)
-        if state is None or not state.active or args or kwargs:
+        # Forge passes encode's `regulation` positionally: None asks for the plain posterior sample, as ours gives
+        if state is None or not state.active or kwargs or any(arg is not None for arg in args):
             return inner(x, *args, **kwargs)
         return run(state, first_stage_model, inner, x)
 
@@ -290,7 +303,7 @@ def _uses_taesd(state: ModelState, operation: str) -> bool:
 
 def _current_choice(state: ModelState) -> VaeChoice:
     model = state.model()
-    if model is not None and state.options_key != _options_key(model):
+    if model is not None and state.follows_options and state.options_key != _options_key(model):
         apply(model)
     if state.choice.kind == "stop":
         raise VaeUnavailableError(state.choice.message)
