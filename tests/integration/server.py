@@ -47,6 +47,11 @@ FIXED_ARGS = (
     "--no-download-sd-model",
 )
 DEFAULT_HOST_ARGS = "--skip-torch-cuda-test --use-cpu all --no-half --precision full"
+FORGE_ENV = "SD_FORGE_DIR"
+"""A Forge checkout (lllyasviel/stable-diffusion-webui-forge): the Forge tier (tests/integration/forge) starts it."""
+FORGE_HOST_ARGS = "--skip-torch-cuda-test --always-cpu"
+FORGE_STARTUP_CHECKPOINT = "ssd1b.safetensors"
+FORGE_REQUIRED_CHECKPOINTS = ("sdxl.safetensors", "ssd1b.safetensors", "ssd1b-novae.safetensors", "vega.safetensors")
 # "Approx NN" (the default live preview) downloads vaeapprox-sdxl.pt at the first generation.
 SETTINGS = {"show_progress_type": "Approx cheap", "sd_checkpoints_limit": 1, "sd_checkpoint_cache": 0}
 # A1111 reads the extension's git remote for the Extensions tab; a checkout without an `origin` remote (a CI clone of
@@ -147,6 +152,8 @@ class LaunchSettings:
     timeout: float
     controlnet: Path | None = None
     """sd-webui-controlnet to link in (SD_WEBUI_CONTROLNET); None: the host runs without it."""
+    forge: bool = False
+    """Forge: loads lazily (nothing is loaded at start), runs on the CPU by `--always-cpu`."""
 
     @classmethod
     def from_environment(cls) -> LaunchSettings:
@@ -162,14 +169,37 @@ class LaunchSettings:
             controlnet=Path(controlnet).expanduser().resolve() if controlnet else None,
         )
 
+    @classmethod
+    def forge_from_environment(cls) -> LaunchSettings:
+        """SD_FORGE_DIR, SD_FORGE_PYTHON, SD_FORGE_ARGS; the models, port and timeout as for A1111."""
+        return cls(
+            webui_dir=Path(os.environ[FORGE_ENV]).expanduser().resolve(),
+            python=os.environ.get("SD_FORGE_PYTHON", "python"),
+            models=models_dir(Path(os.environ[FORGE_ENV])),
+            host_args=tuple(shlex.split(os.environ.get("SD_FORGE_ARGS", FORGE_HOST_ARGS))),
+            port=int(os.environ.get("SD_WEBUI_PORT") or _free_port()),
+            timeout=float(os.environ.get("SD_WEBUI_TIMEOUT", "1200")),
+            forge=True,
+        )
+
+    @property
+    def startup_checkpoint(self) -> str:
+        return FORGE_STARTUP_CHECKPOINT if self.forge else STARTUP_CHECKPOINT
+
+    @property
+    def host_name(self) -> str:
+        return "Forge" if self.forge else "A1111"
+
     @property
     def checkpoint_dir(self) -> Path:
         return self.models / "Stable-diffusion"
 
     def problems(self) -> list[str]:
         if not (self.webui_dir / "launch.py").is_file():
-            return [f"SD_WEBUI_DIR={self.webui_dir} is not an A1111 checkout (no launch.py)"]
-        missing = [name for name in REQUIRED_CHECKPOINTS if not (self.checkpoint_dir / name).is_file()]
+            variable = FORGE_ENV if self.forge else "SD_WEBUI_DIR"
+            return [f"{variable}={self.webui_dir} is not an {self.host_name} checkout (no launch.py)"]
+        required = FORGE_REQUIRED_CHECKPOINTS if self.forge else REQUIRED_CHECKPOINTS
+        missing = [name for name in required if not (self.checkpoint_dir / name).is_file()]
         problems = [f"missing in {self.checkpoint_dir}: {', '.join(missing)}"] if missing else []
         if self.controlnet is not None and not (self.controlnet / "scripts" / "controlnet.py").is_file():
             problems.append(f"{CONTROLNET_ENV}={self.controlnet} is not an sd-webui-controlnet checkout")
@@ -201,18 +231,18 @@ class LaunchSettings:
             "--lora-dir",
             str(lora_dir),
             "--ckpt",
-            str(self.checkpoint_dir / STARTUP_CHECKPOINT),
+            str(self.checkpoint_dir / self.startup_checkpoint),
             *self.controlnet_args(),
             *self.host_args,
         ]
 
 
-def models_dir() -> Path:
-    """`SD_WEBUI_MODELS`, else `<SD_WEBUI_DIR>/models`."""
+def models_dir(webui_dir: Path | None = None) -> Path:
+    """`SD_WEBUI_MODELS`, else `<webui_dir>/models` (default: SD_WEBUI_DIR)."""
     models = os.environ.get("SD_WEBUI_MODELS")
     if models:
         return Path(models).expanduser().resolve()
-    return Path(os.environ["SD_WEBUI_DIR"]).expanduser().resolve() / "models"
+    return Path(webui_dir or os.environ["SD_WEBUI_DIR"]).expanduser().resolve() / "models"
 
 
 def _free_port() -> int:
@@ -282,25 +312,27 @@ def start(launch: LaunchSettings, work_dir: Path) -> WebUI:
     server = WebUI(f"http://127.0.0.1:{launch.port}", log, process, created_links, lora_dir)
     _started.append(server)
     try:
-        _wait_until_ready(server, time.monotonic() + launch.timeout)
+        _wait_until_ready(server, launch, time.monotonic() + launch.timeout)
     except BaseException:
         stop(server)
         raise
     return server
 
 
-def _wait_until_ready(server: WebUI, deadline: float) -> None:
-    """The startup load runs in a thread: wait for the API and for that load to end."""
+def _wait_until_ready(server: WebUI, launch: LaunchSettings, deadline: float) -> None:
+    """A1111's startup load runs in a thread: wait for the API and for that load to end (Forge loads nothing at
+    start: the API is enough)."""
+    host = launch.host_name
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise ServerError(f"A1111 exited with {server.process.returncode} while starting:\n{server.log.tail()}")
+            raise ServerError(f"{host} exited with {server.process.returncode} while starting:\n{server.log.tail()}")
         log = server.log.text()
         if MODEL_FAILED.search(log):
-            raise ServerError(f"A1111 could not load {STARTUP_CHECKPOINT} at startup:\n{server.log.tail()}")
-        if MODEL_LOADED.search(log) and server.answers():
+            raise ServerError(f"{host} could not load {launch.startup_checkpoint} at startup:\n{server.log.tail()}")
+        if (launch.forge or MODEL_LOADED.search(log)) and server.answers():
             return
         time.sleep(2)
-    raise ServerError(f"A1111 was not ready within SD_WEBUI_TIMEOUT:\n{server.log.tail()}")
+    raise ServerError(f"{host} was not ready within SD_WEBUI_TIMEOUT:\n{server.log.tail()}")
 
 
 def stop(server: WebUI) -> None:

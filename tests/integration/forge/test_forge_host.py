@@ -1,0 +1,165 @@
+"""The extension on a real Forge: what Forge lacks works there, and nothing is silently inert.
+
+One Forge server for the module (conftest.py), 256², 2-step generations over the API:
+- the VAE-less SSD-1B gives a real image with the VAE named in the infotext; it is the image of the SSD-1B file with
+  its VAE baked in (the tier's fp16-fix VAE is that VAE's weights), and switching back to that file uses its own
+  VAE again;
+- exact tiles on Forge's VAE give the untiled image;
+- `/ssd1b/v1/model` reports Forge's model;
+- a diffusers pipeline in the checkpoint folder is converted over the API, and Forge generates with the result;
+- in Chromium, the family badge follows Forge's checkpoint dropdown and the panel's buttons work, with the server
+  log free of tracebacks and the browser console free of gradio 4's "Too many arguments" warnings.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.browser import real_page
+from tests.integration.server import FORGE_ENV, WebUI, models_dir, tracebacks
+from tests.integration.test_converted_pipeline import write_pipeline
+
+pytestmark = pytest.mark.forge
+
+NOVAE = "ssd1b-novae.safetensors"
+WITH_VAE = "ssd1b.safetensors"
+VAE_NAMED = "SSD-1B VAE: vae-sdxl-fp16-fix.safetensors (the checkpoint has no VAE; fp16-fix VAE found in models/VAE)"
+REQUEST = {
+    "prompt": "a lighthouse on a cliff at sunset",
+    "negative_prompt": "blurry",
+    "steps": 2,
+    "width": 256,
+    "height": 256,
+    "cfg_scale": 5,
+    "sampler_name": "Euler",
+    "seed": 4321,
+    "send_images": True,
+    "save_images": False,
+}
+GRADIO_ARGUMENT_WARNING = "Too many arguments provided for the endpoint"
+
+
+def pixels(answer: Any) -> Any:
+    import numpy
+    from PIL import Image
+
+    return numpy.asarray(Image.open(io.BytesIO(base64.b64decode(answer["images"][0]))).convert("RGB"), dtype=int)
+
+
+def infotext(answer: Any) -> str:
+    import json
+
+    return json.loads(answer["info"])["infotexts"][0]
+
+
+def generate(forge: WebUI, checkpoint: str, **settings: Any) -> tuple[Any, str, str]:
+    """(pixels, infotext, this step's log) of one generation on `checkpoint` (Forge loads it there)."""
+    forge.post("/sdapi/v1/options", {"sd_model_checkpoint": checkpoint})
+    mark = forge.log.mark()
+    answer = forge.post("/sdapi/v1/txt2img", {**REQUEST, "override_settings": settings})
+    step_log = forge.log.since(mark)
+    assert not tracebacks(step_log), tracebacks(step_log)[:4000]
+    return pixels(answer), infotext(answer), step_log
+
+
+def test_a_checkpoint_without_vae_gives_a_real_image_and_the_switch_back_uses_the_checkpoints_vae(forge: WebUI):
+    baked, baked_info, _ = generate(forge, WITH_VAE)
+    recovered, recovered_info, step_log = generate(forge, NOVAE)
+    assert recovered.std() > 1.0, "a uniform image"
+    assert VAE_NAMED in recovered_info
+    assert "[ssd1b] VAE for ssd1b-novae.safetensors: vae-sdxl-fp16-fix.safetensors" in step_log
+    assert abs(recovered - baked).max() <= 1, "the same UNet and the same VAE weights must give the same image"
+    model = forge.get("/ssd1b/v1/model")
+    assert isinstance(model, dict)
+    assert (model["loaded_by"], model["family"]) == ("forge", "ssd-1b")
+    assert "vae-sdxl-fp16-fix.safetensors" in model["vae"]
+
+    again, again_info, _ = generate(forge, WITH_VAE)
+    assert "SSD-1B VAE" not in again_info and "SSD-1B VAE" not in baked_info
+    assert forge.get("/ssd1b/v1/model")["vae"] == "the checkpoint's"
+    assert abs(again - baked).max() <= 1
+
+
+def test_exact_tiles_on_forges_vae_give_the_untiled_image(forge: WebUI):
+    untiled, untiled_info, _ = generate(forge, WITH_VAE, ssd1b_tiled_vae="Never")
+    tiled, tiled_info, _ = generate(
+        forge, WITH_VAE, ssd1b_tiled_vae="Always", ssd1b_tile_size=128, ssd1b_tile_mode="exact"
+    )
+    assert "SSD-1B VAE tiles: 128px exact" in tiled_info
+    assert "SSD-1B VAE tiles" not in untiled_info
+    assert untiled.std() > 1.0
+    assert abs(tiled - untiled).max() <= 1
+
+
+def test_a_diffusers_pipeline_is_converted_over_the_api_and_forge_generates_with_it(forge: WebUI):
+    folder = models_dir(Path(os.environ[FORGE_ENV])) / "Stable-diffusion"
+    pipeline = "ci-forge-ssd1b-diffusers"
+    made = [folder / pipeline, folder / f"{pipeline}.safetensors"]
+    write_pipeline(folder / pipeline, "ssd-1b")
+    try:
+        forge.post("/sdapi/v1/refresh-checkpoints", {})
+        listed = {entry["name"]: entry for entry in forge.get("/ssd1b/v1/pipelines")["pipelines"]}
+        assert (listed[pipeline]["family"], listed[pipeline]["converted"]) == ("SSD-1B", False)
+        done = forge.post("/ssd1b/v1/convert", {"pipeline": pipeline, "dtype": "fp16"})
+        assert done["family"] == "SSD-1B" and done["bytes"] > 4_000_000_000
+        assert done["checkpoint"] in [model["title"] for model in forge.get("/sdapi/v1/sd-models")]
+        image, _, _ = generate(forge, done["checkpoint"])
+        assert image.std() > 1.0
+        report = forge.get("/ssd1b/v1/model")
+        assert (report["loaded_by"], report["family"], report["unet_params"]) == ("forge", "ssd-1b", 1_331_334_404)
+    finally:
+        forge.post("/sdapi/v1/options", {"sd_model_checkpoint": WITH_VAE})
+        for path in made:
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        forge.post("/sdapi/v1/refresh-checkpoints", {})
+
+
+def pick_checkpoint(page: Any, name: str) -> None:
+    """Choose `name` in Forge's checkpoint dropdown (no id: class model_selection, modules_forge/main_entry.py)."""
+    page.click(".model_selection input")
+    page.locator(".model_selection li", has_text=re.compile(rf"^\s*(✓\s*)?{re.escape(name)}")).first.click()
+
+
+def test_the_badge_follows_forges_dropdown_and_the_panel_keeps_the_console_clean(forge: WebUI):
+    from playwright.sync_api import expect
+
+    mark = forge.log.mark()
+    with real_page(forge.base_url) as (page, errors):
+        warnings: list[str] = []
+        page.on("console", lambda message: warnings.append(message.text) if message.type == "warning" else None)
+        badge = page.locator("#ssd1b-family-badge")
+        pick_checkpoint(page, "vega.safetensors")
+        expect(badge).to_have_text("Segmind Vega", timeout=60_000)
+        pick_checkpoint(page, "sdxl.safetensors")
+        expect(badge).to_have_text("SDXL")
+        expect(badge).to_have_attribute("data-distilled", "false")
+        pick_checkpoint(page, WITH_VAE)
+        expect(badge).to_have_text("SSD-1B")
+
+        page.click("#ssd1b-txt2img-accordion .label-wrap")
+        page.click("#ssd1b-txt2img-res-1216x832")
+        expect(page.locator("#txt2img_width input[type=number]")).to_have_value("1216")
+        page.click("#ssd1b-txt2img-swap")
+        expect(page.locator("#txt2img_width input[type=number]")).to_have_value("832")
+        page.click("#ssd1b-txt2img-apply")
+        expect(page.locator("#ssd1b-txt2img-status textarea")).not_to_have_value("", timeout=30_000)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(forge.log.path.parent / "forge-panel.png"))
+        assert errors == []
+        assert [warning for warning in warnings if GRADIO_ARGUMENT_WARNING in warning] == []
+    step_log = forge.log.since(mark)
+    assert not tracebacks(step_log), tracebacks(step_log)[:4000]
+
+
+def test_no_traceback_in_the_whole_log(forge: WebUI):
+    log = forge.log.text()
+    assert "[ssd1b] Forge: not applied here" in log
+    assert not tracebacks(log), tracebacks(log)[:4000]
