@@ -21,13 +21,18 @@ FP16_FIX = "sdxl-vae-fp16-fix.safetensors"
 REASON = "the checkpoint has no VAE; fp16-fix VAE found in models/VAE"
 
 
-@pytest.fixture
-def forge(webui):
+def with_forge_modules(webui):
+    """The fake Forge with the modules the Forge tests drive as attributes (installing is the caller's)."""
     with_vae_modules(webui)
     webui.forge = webui.module("ssd1b.webui.forge")
     webui.main_entry = webui.module("modules_forge.main_entry")
     webui.processing = webui.module("processing")
     webui.vae_dir = webui.data_dir / "models" / "VAE"
+
+
+@pytest.fixture
+def forge(webui):
+    with_forge_modules(webui)
     webui.novae = webui.add_checkpoint(
         "ssd1b-novae.safetensors", synthetic.full_checkpoint(synthetic.ssd_1b_unet(), vae=False)
     )

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from tests import synthetic
-from tests.webui.test_forge import generate, select
-from tests.webui.vae_doubles import inject_nan, opts_set, vae_only_shapes, with_vae_modules, write_taesd_files
+from tests.webui.test_forge import generate, select, with_forge_modules
+from tests.webui.vae_doubles import inject_nan, opts_set, vae_only_shapes, write_taesd_files
 
 LATENT = (1, 4, 32, 32)
 """A 256×256 image."""
@@ -22,10 +22,7 @@ def host_version() -> str:
 
 @pytest.fixture
 def forge(webui):
-    with_vae_modules(webui)
-    webui.forge = webui.module("ssd1b.webui.forge")
-    webui.main_entry = webui.module("modules_forge.main_entry")
-    webui.processing = webui.module("processing")
+    with_forge_modules(webui)
     with_vae = {**synthetic.full_checkpoint(synthetic.ssd_1b_unet(), vae=False), **vae_only_shapes()}
     webui.ssd1b = webui.add_checkpoint("ssd1b.safetensors", with_vae)
     sdxl = {**synthetic.full_checkpoint(synthetic.sdxl_unet(), vae=False), **vae_only_shapes()}

@@ -26,24 +26,14 @@ import pytest
 from tests.integration.browser import real_page
 from tests.integration.server import FORGE_ENV, WebUI, models_dir, tracebacks
 from tests.integration.test_converted_pipeline import write_pipeline
+from tests.integration.test_whole_session import BASE
 
 pytestmark = pytest.mark.forge
 
 NOVAE = "ssd1b-novae.safetensors"
 WITH_VAE = "ssd1b.safetensors"
 VAE_NAMED = "SSD-1B VAE: vae-sdxl-fp16-fix.safetensors (the checkpoint has no VAE; fp16-fix VAE found in models/VAE)"
-REQUEST = {
-    "prompt": "a lighthouse on a cliff at sunset",
-    "negative_prompt": "blurry",
-    "steps": 2,
-    "width": 256,
-    "height": 256,
-    "cfg_scale": 5,
-    "sampler_name": "Euler",
-    "seed": 4321,
-    "send_images": True,
-    "save_images": False,
-}
+REQUEST = {**BASE, "seed": 4321}
 GRADIO_ARGUMENT_WARNING = "Too many arguments provided for the endpoint"
 
 
