@@ -75,8 +75,14 @@ APPLY_ON_SELECT_OPTION = "ssd1b_apply_preset_on_select"
 LOG_PREFIX = "[ssd1b]"
 FIELD_ORDER = ("prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "sampler", "scheduler")
 UNKNOWN_FAMILY = "unknown"
-WITH_SELECTED_CHECKPOINT = "(...args) => (window.ssd1b ? window.ssd1b.withSelectedCheckpoint(args) : args)"
-"""`_js` of the panel's checkpoint events: javascript/ssd1b.js puts the dropdown's current title into input 0."""
+
+
+def with_selected_checkpoint(input_count: int) -> str:
+    """`_js` of a checkpoint event with `input_count` inputs: javascript/ssd1b.js puts the dropdown's current title
+    into input 0. Gradio calls it with the inputs' values followed by the outputs' and sends what it returns, so it
+    returns the inputs only (gradio 4 warns "Too many arguments provided for the endpoint" at every longer list)."""
+    inputs = f"args.slice(0, {int(input_count)})"
+    return f"(...args) => (window.ssd1b ? window.ssd1b.withSelectedCheckpoint({inputs}) : {inputs})"
 
 
 def elem_id(tab: str, item: str) -> str:
@@ -346,7 +352,7 @@ def wire_own_events(panel: Panel) -> None:
     panel.preset.change(fn=on_preset_change, inputs=[panel.preset], outputs=[panel.details], **quiet)
     panel.refresh.click(
         fn=on_refresh,
-        _js=WITH_SELECTED_CHECKPOINT,
+        _js=with_selected_checkpoint(2),
         inputs=[panel.checkpoint, panel.preset],
         outputs=[panel.family, panel.preset, panel.status],
         **quiet,
@@ -515,7 +521,7 @@ def wire_host_events(panel: Panel, fields: Mapping[str, Any]) -> HostEvents:
         panel.snap.click(fn=events.snap, inputs=inputs, outputs=outputs, **quiet)
     panel.selected.click(
         fn=events.selected,
-        _js=WITH_SELECTED_CHECKPOINT,
+        _js=with_selected_checkpoint(1 + len(inputs)),
         inputs=[panel.checkpoint, *inputs],
         outputs=[panel.family, panel.preset, *inputs, panel.status],
         **quiet,

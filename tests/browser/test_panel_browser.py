@@ -118,3 +118,19 @@ def test_the_badge_follows_the_dropdown_and_selecting_ssd_1b_applies_its_preset(
         assert page.evaluate("typeof window.ssd1b.selectedCheckpoint") == "function"
         assert page.evaluate("Object.keys(window).filter(k => /^ssd1b/i.test(k))") == ["ssd1b"]
         assert page.watch.dialogs == [] and not page.watch.errors
+
+
+def test_every_js_of_the_panel_sends_exactly_its_events_inputs(webui, page):
+    """Gradio calls an event's js with the inputs' values followed by the outputs' and sends what it returns: a
+    longer list makes gradio 4 warn "Too many arguments provided for the endpoint" at every click."""
+    with app.serve(webui, selected="SSD-1B.safetensors") as served:
+        open_page(page, served)
+        page.wait_for_function("() => Boolean(window.ssd1b && window.ssd1b.withSelectedCheckpoint)")
+        ours = [dep for dep in served.demo.config["dependencies"] if "ssd1b" in str(dep.get("js") or "")]
+        with_backend = [dep for dep in ours if dep.get("backend_fn")]
+        assert len(with_backend) >= 2  # the refresh and "use selected checkpoint" events of each tab
+        for dep in with_backend:
+            values = [f"value-{index}" for index in range(len(dep["inputs"]) + len(dep["outputs"]))]
+            sent = page.evaluate("([js, values]) => new Function('return ' + js)()(...values)", [dep["js"], values])
+            assert len(sent) == len(dep["inputs"]), dep["js"]
+            assert sent[0].startswith("SSD-1B.safetensors") and sent[1:] == values[1 : len(dep["inputs"])]
