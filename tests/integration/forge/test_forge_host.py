@@ -132,7 +132,7 @@ def our_events(forge: WebUI) -> list[tuple[dict[str, Any], int | None]]:
     return events
 
 
-def test_the_badge_follows_forges_dropdown_and_the_panel_sends_each_endpoint_its_parameters(forge: WebUI):
+def test_the_badge_and_apply_on_select_follow_forges_dropdown_and_each_panel_event_sends_its_parameters(forge: WebUI):
     """gradio 4's client warns "Too many arguments provided for the endpoint" when an event sends more values than
     its endpoint's API info lists. The panel's events must send exactly their parameters: each input is in the API
     info (no State or Button input), and each js returns the inputs only, though gradio calls it with the inputs
@@ -143,6 +143,7 @@ def test_the_badge_follows_forges_dropdown_and_the_panel_sends_each_endpoint_its
     events = our_events(forge)
     assert len(events) >= 40  # both tabs: apply, sizes, swap, snap, presets, conversion
     assert [dep.get("api_name") for dep, parameters in events if parameters != len(dep["inputs"])] == []
+    forge.post("/sdapi/v1/options", {"ssd1b_apply_preset_on_select": True})
     mark = forge.log.mark()
     with real_page(forge.base_url) as (page, errors):
         warnings: list[str] = []
@@ -155,6 +156,10 @@ def test_the_badge_follows_forges_dropdown_and_the_panel_sends_each_endpoint_its
         expect(badge).to_have_attribute("data-distilled", "false")
         pick_checkpoint(page, WITH_VAE)
         expect(badge).to_have_text("SSD-1B")
+        expect(page.locator("#txt2img_steps input[type=number]")).to_have_value("25")  # its preset, on select
+        status = page.locator("#ssd1b-txt2img-status textarea")
+        expect(status).to_have_value(re.compile(r"^SSD-1B selected\. Applied "))
+        forge.post("/sdapi/v1/options", {"ssd1b_apply_preset_on_select": False})
 
         for dependency, _ in events:
             if dependency.get("js"):
@@ -171,7 +176,7 @@ def test_the_badge_follows_forges_dropdown_and_the_panel_sends_each_endpoint_its
         page.click("#ssd1b-txt2img-swap")
         expect(page.locator("#txt2img_width input[type=number]")).to_have_value("832")
         page.click("#ssd1b-txt2img-apply")
-        expect(page.locator("#ssd1b-txt2img-status textarea")).not_to_have_value("", timeout=30_000)
+        expect(status).to_have_value(re.compile(r"^Applied "), timeout=30_000)
         page.wait_for_timeout(1000)
         page.screenshot(path=str(forge.log.path.parent / "forge-panel.png"))
         print(f"browser console warnings over the page's life (Forge's own events included): {len(warnings)}")
