@@ -5,6 +5,7 @@ One Forge server for the module (conftest.py), 256², 2-step generations over th
   its VAE baked in (the tier's fp16-fix VAE is that VAE's weights), and switching back to that file uses its own
   VAE again;
 - exact tiles on Forge's VAE give the untiled image;
+- TAESD chosen for one direction replaces Forge's VAE in that direction only (random TAESD-XL weights);
 - `/ssd1b/v1/model` reports Forge's model;
 - a diffusers pipeline in the checkpoint folder is converted over the API, and Forge generates with the result;
 - in Chromium, the family badge follows Forge's checkpoint dropdown and the panel's buttons work, with the server
@@ -26,6 +27,7 @@ import pytest
 
 from tests.integration.browser import real_page
 from tests.integration.server import FORGE_ENV, WebUI, models_dir, tracebacks
+from tests.integration.taesd_files import write_taesd_xl
 from tests.integration.test_converted_pipeline import write_pipeline
 from tests.integration.test_whole_session import BASE
 
@@ -87,6 +89,30 @@ def test_exact_tiles_on_forges_vae_give_the_untiled_image(forge: WebUI):
     assert "SSD-1B VAE tiles" not in untiled_info
     assert untiled.std() > 1.0
     assert abs(tiled - untiled).max() <= 1
+
+
+def img2img(forge: WebUI, init: Any, **settings: Any) -> tuple[Any, str]:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(init.astype("uint8")).save(buffer, format="PNG")
+    body = {**REQUEST, "init_images": [base64.b64encode(buffer.getvalue()).decode()], "denoising_strength": 0.5}
+    answer = forge.post("/sdapi/v1/img2img", {**body, "override_settings": settings})
+    return pixels(answer), infotext(answer)
+
+
+def test_taesd_chosen_for_one_direction_replaces_forges_vae_there_only(forge: WebUI):
+    written = write_taesd_xl(Path(os.environ[FORGE_ENV]) / "models")  # Forge's models_path: <checkout>/models
+    try:
+        full, _, _ = generate(forge, WITH_VAE)
+        tiny, tiny_info, _ = generate(forge, WITH_VAE, ssd1b_vae_decode="TAESD")
+        assert "SSD-1B VAE decoder: TAESD" in tiny_info
+        assert abs(tiny - full).max() > 10, "decoded by Forge's VAE, not TAESD"
+        _, encoded_info = img2img(forge, full, ssd1b_vae_encode="TAESD")
+        assert "SSD-1B VAE encoder: TAESD" in encoded_info and "SSD-1B VAE decoder" not in encoded_info
+    finally:
+        for path in written:
+            path.unlink(missing_ok=True)
 
 
 def test_a_diffusers_pipeline_is_converted_over_the_api_and_forge_generates_with_it(forge: WebUI):
