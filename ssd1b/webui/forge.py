@@ -121,9 +121,7 @@ def _reload(original: Any, *args: Any, **kwargs: Any) -> Any:
     from modules import sd_models
 
     prepare(sd_models.model_data)
-    result = original(*args, **kwargs)
-    forge_vae.apply(sd_models.model_data.sd_model)
-    return result
+    return original(*args, **kwargs)
 
 
 def prepare(model_data: Any) -> ForgeVae:
@@ -149,10 +147,8 @@ def prepare(model_data: Any) -> ForgeVae:
 
 def decide(checkpoint_file: str | None, modules: list[str]) -> ForgeVae:
     """The VAE a checkpoint gets on Forge, from its header and the user's modules."""
-    classification = vae_choice.classify_checkpoint(checkpoint_file)  # cached: this runs before every batch
+    classification = vae_choice.target_classification(checkpoint_file)  # cached: this runs before every batch
     if classification is None or classification.has_vae:
-        return CHECKPOINT_VAE
-    if not vae_choice.is_target(vae_choice.facts_of_family(classification.family, False)):
         return CHECKPOINT_VAE
     chosen = [module for module in modules if is_vae_module(module)]
     if chosen:

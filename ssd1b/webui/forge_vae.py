@@ -5,7 +5,8 @@ Forge decodes and encodes in `backend.patcher.vae.VAE.decode_inner` / `encode_in
 `.encode(pixels, regulation)` on an `IntegratedAutoencoderKL` (backend/nn/vae.py). That module has the ldm layout
 the tiler walks: `decoder.up[i].block[j]`, `mid.attn_1`, `norm_out`, `conv_out`, `post_quant_conv`.
 
-Those two methods are wrapped per instance by `vae.wrap`, as on A1111. So on Forge as on A1111:
+Those two methods are wrapped per instance by `vae.wrap`, as on A1111, at each generation's `process(p)` (Forge has
+reloaded by then). So on Forge as on A1111:
 - TAESD can be chosen per direction;
 - exact or fast tiles follow the same settings (Forge itself tiles only after an out-of-memory error, with its own
   approximate blend);
@@ -36,10 +37,7 @@ def apply(sd_model: Any) -> vae.ModelState | None:
     module = first_stage_model(sd_model)
     if module is None:
         return None
-    classification = vae_choice.classify_checkpoint(getattr(sd_model, "filename", None))
-    if classification is None or not vae_choice.is_target(
-        vae_choice.facts_of_family(classification.family, classification.has_vae)
-    ):
+    if vae_choice.target_classification(getattr(sd_model, "filename", None)) is None:
         vae.unwrap(module)
         return None
     scale = float(getattr(module, "scaling_factor", 1.0))

@@ -105,6 +105,14 @@ def classify_checkpoint(filename: str | None) -> Classification | None:
     return _classification_cache[key]
 
 
+def target_classification(filename: str | None) -> Classification | None:
+    """The file's classification (from its header, cached) when it is a target of the VAE section, else None."""
+    classification = classify_checkpoint(filename)
+    if classification is None or not is_target(facts_of_family(classification.family, classification.has_vae)):
+        return None
+    return classification
+
+
 def choose_vae(model: Any, facts: CheckpointFacts) -> VaeChoice:
     """The VAE a target model decodes with; loads an SDXL VAE file through the host where the policy says so."""
     host_file = host_vae_file(model)
