@@ -154,7 +154,7 @@ def decide(checkpoint_file: str | None, modules: list[str]) -> ForgeVae:
     if chosen:
         return ForgeVae("user", os.path.basename(chosen[0]), f"{vae_choice.NO_VAE}; {USER_MODULE_SOURCE}")
     title = os.path.basename(checkpoint_file or "")
-    policy = option_value(_opts(), "ssd1b_missing_vae")
+    policy = option_value(host.opts(), "ssd1b_missing_vae")
     if policy == "Stop with an error":
         return _stop(title, "the missing-VAE choice in Settings > SSD-1B is 'Stop with an error'")
     path, how = vae_choice.find_sdxl_vae()
@@ -231,9 +231,3 @@ def loaded_report() -> dict[str, Any] | None:
         "loaded_by": "forge",
         "vae": _decision.choice.infotext() or ("the checkpoint's" if report.has_vae else "none"),
     }
-
-
-def _opts() -> Any:
-    from modules import shared
-
-    return shared.opts

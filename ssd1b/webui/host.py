@@ -19,6 +19,7 @@ import importlib.util
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,11 @@ def parsed_infotext_key(key: str) -> str:
         return key
     found = pattern.findall(f"{key}: x")
     return found[0][0] if found else key
+
+
+def opts() -> Any:
+    """`modules.shared.opts`: the host's options (None before the host has made them)."""
+    return getattr(_module("modules.shared"), "opts", None)
 
 
 def gradio_queue_enabled() -> bool:

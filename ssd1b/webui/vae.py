@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from ssd1b.options import option_value
+from ssd1b.webui import host
 from ssd1b.webui.taesd import is_finite, taesd_decode, taesd_encode
 from ssd1b.webui.vae_choice import (
     CHECKPOINT_VAE,
@@ -178,7 +179,7 @@ def _reconcile(model: Any) -> ModelState | None:
 
 
 def _options_key(model: Any) -> tuple[Any, ...]:
-    opts = _opts()
+    opts = host.opts()
     keys = ("ssd1b_missing_vae", "ssd1b_missing_vae_file", "ssd1b_vae_policy_all_sdxl")
     return (*(option_value(opts, key) for key in keys), host_vae_file(model))
 
@@ -295,7 +296,7 @@ def _uses_taesd(state: ModelState, operation: str) -> bool:
     """TAESD because the model has no other VAE, or because the user chose it for this operation."""
     if _current_choice(state).kind == "taesd":
         return True
-    if option_value(_opts(), f"ssd1b_vae_{operation}") != "TAESD":
+    if option_value(host.opts(), f"ssd1b_vae_{operation}") != "TAESD":
         return False
     _note(state, INFOTEXT_TAESD_BY_OPTION[operation], "TAESD")
     return True
@@ -334,7 +335,7 @@ def _full_with_fallbacks(
             return result
         failed.append(dtype)
         warn(f"VAE {operation} produced NaN in {_dtype_name(dtype)}")
-    if option_value(_opts(), f"ssd1b_vae_{operation}") == "Full":
+    if option_value(host.opts(), f"ssd1b_vae_{operation}") == "Full":
         raise VaeNaNError(
             f"{LOG_PREFIX} the VAE produced NaN in {_dtype_names(failed)}, and Settings > SSD-1B forbids TAESD "
             f"for {operation} ('Full')."
@@ -389,7 +390,7 @@ def _run_full(job: _Job, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _report_retry(job: _Job, failed: TilePlan, retry: TilePlan) -> None:
-    mode = str(option_value(_opts(), "ssd1b_tile_mode"))
+    mode = str(option_value(host.opts(), "ssd1b_tile_mode"))
     warn(f"out of memory during VAE {job.operation} ({failed.describe(mode)}); retrying: {retry.describe(mode)}")
     _note(job.state, INFOTEXT_FALLBACK, f"out of memory, {job.operation} retried: {retry.describe(mode)}")
 
@@ -399,7 +400,7 @@ def _run_once(job: _Job, x: torch.Tensor, plan: TilePlan, *, on_device: bool = T
         return job.inner(x)
     if on_device:
         _bring_to_device(job.state)
-    mode = str(option_value(_opts(), "ssd1b_tile_mode"))
+    mode = str(option_value(host.opts(), "ssd1b_tile_mode"))
     _note(job.state, INFOTEXT_TILES, plan.describe(mode))
     config = tile_config(plan)
     module = tiling()
@@ -532,12 +533,6 @@ def _record_on_p(fields: Mapping[str, str]) -> None:
 
 
 # --- host access --------------------------------------------------------------------------------------------------
-
-
-def _opts() -> Any:
-    from modules import shared
-
-    return getattr(shared, "opts", None)
 
 
 def _current_model() -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 from ssd1b.checkpoint import HeaderError, read_header
 from ssd1b.families import FAMILIES, Classification
 from ssd1b.options import option_value
-from ssd1b.webui import loading
+from ssd1b.webui import host, loading
 from ssd1b.webui.taesd import taesd_instructions, taesd_missing_files
 from ssd1b.webui.vae_messages import LOG_PREFIX, warn
 
@@ -85,7 +85,7 @@ def facts_of_family(family: str, has_vae: bool | None) -> CheckpointFacts:
 
 def is_target(facts: CheckpointFacts) -> bool:
     """Distilled SDXL models always; every SDXL model when the user asked for it."""
-    return facts.distilled or (facts.sdxl and bool(option_value(_opts(), "ssd1b_vae_policy_all_sdxl")))
+    return facts.distilled or (facts.sdxl and bool(option_value(host.opts(), "ssd1b_vae_policy_all_sdxl")))
 
 
 _classification_cache: dict[tuple[str, int, int], Classification | None] = {}
@@ -125,7 +125,7 @@ def choose_vae(model: Any, facts: CheckpointFacts) -> VaeChoice:
         _set_loaded_file(model, None)
         source = _host_vae_source(model, host_file)
         return VaeChoice("host", os.path.basename(host_file), f"{NO_VAE}; {source}")
-    policy = option_value(_opts(), "ssd1b_missing_vae")
+    policy = option_value(host.opts(), "ssd1b_missing_vae")
     return MISSING_VAE_POLICIES.get(policy, _use_sdxl_vae)(model, title)
 
 
@@ -175,7 +175,7 @@ def find_sdxl_vae() -> tuple[str | None, str]:
 
     if not sd_vae.vae_dict:
         sd_vae.refresh_vae_list()
-    chosen = str(option_value(_opts(), "ssd1b_missing_vae_file") or "")
+    chosen = str(option_value(host.opts(), "ssd1b_missing_vae_file") or "")
     if chosen not in AUTOMATIC_FILE_VALUES:
         path = _resolve_named_vae(chosen, sd_vae.vae_dict, sd_vae.vae_path)
         if path is not None:
@@ -281,9 +281,3 @@ def vae_dir() -> str:
     from modules import sd_vae
 
     return str(sd_vae.vae_path)
-
-
-def _opts() -> Any:
-    from modules import shared
-
-    return getattr(shared, "opts", None)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ssd1b.options import option_value
+from ssd1b.webui import host
 
 MIN_TILE_PX = 64
 PARKED_RESTART_TILE_PX = 256
@@ -38,7 +39,7 @@ ONE_PIECE = TilePlan()
 
 
 def tile_config(plan: TilePlan) -> Any:
-    opts = _opts()
+    opts = host.opts()
     return tiling().TileConfig(
         tile_px=int(plan.tile_px or MIN_TILE_PX),
         overlap_px=int(option_value(opts, "ssd1b_tile_overlap")),
@@ -49,7 +50,7 @@ def tile_config(plan: TilePlan) -> Any:
 
 def plan_tiles(operation: str, x: torch.Tensor, dtype: torch.dtype, device: torch.device) -> TilePlan:
     """How to run decode/encode (Settings > SSD-1B: Auto / Always / Never)."""
-    opts = _opts()
+    opts = host.opts()
     mode = option_value(opts, "ssd1b_tiled_vae")
     height, width = image_size(operation, x)
     if mode == "Never":
@@ -71,7 +72,7 @@ def plan_for_budget(
     the largest that fits with them parked on the CPU (GPU only), else the smallest tile."""
     module = tiling()
     height, width = image_size
-    tile_mode = str(option_value(_opts(), "ssd1b_tile_mode"))
+    tile_mode = str(option_value(host.opts(), "ssd1b_tile_mode"))
     tile = module.choose_tile(operation, height, width, dtype_bytes, budget, tile_mode)
     if tile is None:
         return ONE_PIECE
@@ -95,7 +96,7 @@ def next_plan(plan: TilePlan, image_size: tuple[int, int], device: torch.device)
 
 def budget_bytes(device: torch.device) -> int | None:
     """Memory the VAE may use: the user's budget, else the device's free memory (CUDA); None: no limit known."""
-    budget_mib = float(option_value(_opts(), "ssd1b_vram_budget_mib") or 0)
+    budget_mib = float(option_value(host.opts(), "ssd1b_vram_budget_mib") or 0)
     if budget_mib > 0:
         return int(budget_mib * 2**20)
     if device.type == "cuda" and torch.cuda.is_available():
@@ -133,9 +134,3 @@ def tiling() -> Any:
     from ssd1b import tiling as module
 
     return module
-
-
-def _opts() -> Any:
-    from modules import shared
-
-    return getattr(shared, "opts", None)
