@@ -29,14 +29,14 @@ class OptionSpec:
     step: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     on_forge: str = ""
-    """Empty: the option works on Forge as on A1111; else what the label says there (it does not apply)."""
+    """Empty: the option works on Forge as on A1111; else what its label adds there (what does not apply, or applies
+    differently)."""
 
 
 VAE_CHOICES = ("Automatic", "Full", "TAESD")
 MISSING_VAE_CHOICES = ("Use SDXL VAE", "Use TAESD", "Stop with an error")
 TILED_CHOICES = ("Auto", "Always", "Never")
 TILE_MODE_CHOICES = ("exact", "fast")
-
 
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(

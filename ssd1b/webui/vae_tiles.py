@@ -125,10 +125,6 @@ def image_size(operation: str, x: torch.Tensor) -> tuple[int, int]:
     return int(x.shape[-2]) * scale, int(x.shape[-1]) * scale
 
 
-def _tile_text(tile: int | None) -> str:
-    return "untiled" if tile is None else f"{tile}px tiles"
-
-
 def tiling() -> Any:
     """`ssd1b.tiling`, imported when first needed (nothing heavy at import time)."""
     from ssd1b import tiling as module
