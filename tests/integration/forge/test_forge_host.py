@@ -15,8 +15,6 @@ One Forge server for the module (conftest.py), 256², 2-step generations over th
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 import re
 import shutil
@@ -29,7 +27,7 @@ from tests.integration.browser import real_page
 from tests.integration.server import FORGE_ENV, WebUI, models_dir, tracebacks
 from tests.integration.taesd_files import write_taesd_xl
 from tests.integration.test_converted_pipeline import write_pipeline
-from tests.integration.test_whole_session import BASE
+from tests.integration.test_whole_session import BASE, pixels, png
 
 pytestmark = pytest.mark.forge
 
@@ -37,13 +35,6 @@ NOVAE = "ssd1b-novae.safetensors"
 WITH_VAE = "ssd1b.safetensors"
 VAE_NAMED = "SSD-1B VAE: vae-sdxl-fp16-fix.safetensors (the checkpoint has no VAE; fp16-fix VAE found in models/VAE)"
 REQUEST = {**BASE, "seed": 4321}
-
-
-def pixels(answer: Any) -> Any:
-    import numpy
-    from PIL import Image
-
-    return numpy.asarray(Image.open(io.BytesIO(base64.b64decode(answer["images"][0]))).convert("RGB"), dtype=int)
 
 
 def infotext(answer: Any) -> str:
@@ -59,7 +50,7 @@ def generate(forge: WebUI, checkpoint: str, **settings: Any) -> tuple[Any, str, 
     answer = forge.post("/sdapi/v1/txt2img", {**REQUEST, "override_settings": settings})
     step_log = forge.log.since(mark)
     assert not tracebacks(step_log), tracebacks(step_log)[:4000]
-    return pixels(answer), infotext(answer), step_log
+    return pixels(answer["images"][0]), infotext(answer), step_log
 
 
 def test_a_checkpoint_without_vae_gives_a_real_image_and_the_switch_back_uses_the_checkpoints_vae(forge: WebUI):
@@ -92,13 +83,9 @@ def test_exact_tiles_on_forges_vae_give_the_untiled_image(forge: WebUI):
 
 
 def img2img(forge: WebUI, init: Any, **settings: Any) -> tuple[Any, str]:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(init.astype("uint8")).save(buffer, format="PNG")
-    body = {**REQUEST, "init_images": [base64.b64encode(buffer.getvalue()).decode()], "denoising_strength": 0.5}
+    body = {**REQUEST, "init_images": [png(init.astype("uint8"))], "denoising_strength": 0.5}
     answer = forge.post("/sdapi/v1/img2img", {**body, "override_settings": settings})
-    return pixels(answer), infotext(answer)
+    return pixels(answer["images"][0]), infotext(answer)
 
 
 def test_taesd_chosen_for_one_direction_replaces_forges_vae_there_only(forge: WebUI):
