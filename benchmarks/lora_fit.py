@@ -6,7 +6,7 @@ Networks (real key names and shapes, written as safetensors headers over sparse 
 with both text encoders (560 UNet modules), the SDXL LCM-LoRA (788 modules, diffusers names), an SD 1.5 LoRA, and a
 LoHa over every ResBlock convolution. The model is SSD-1B with SDXL's text encoders, as the adapter sees it.
 
-Per generation, the adapter parses the prompts for `<lora:…>` tags and asks `ssd1b.lora_fit.cached_fit` for each:
+Per generation, the adapter parses the prompts for `<lora:…>` tags and asks `ssd1b.lora.fit.cached_fit` for each:
 - uncached: every cache is cleared first (the fit, the targets, the name mapping's memo), so the header is read,
   parsed and compared as for the first network of a session;
 - cached: the same call again (one `stat` and a dictionary look-up);
@@ -28,7 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ssd1b import lora, lora_fit  # noqa: E402
+from ssd1b.lora import fit as lora_fit  # noqa: E402
+from ssd1b.lora import kind as lora  # noqa: E402
 from ssd1b.webui.lora_fit import network_names  # noqa: E402
 from tests import synthetic  # noqa: E402
 from tests.lora_files import (  # noqa: E402

@@ -5,7 +5,7 @@
     python benchmarks/vae_tiling.py --calibrate [--device cuda] [--sizes 1024,2048] [--tiles 256,512]
 
 The network is tests/helpers/sdxl_vae.py: the SDXL VAE layout at the real channel widths (128/256/512/512,
-4 latent channels) with seeded random weights; TAESD is ssd1b.taesd's decoder, also random. Each variant runs in
+4 latent channels) with seeded random weights; TAESD is ssd1b.vae.taesd's decoder, also random. Each variant runs in
 its own subprocess (same weights, same latent), after a small warm-up run, so that its peak memory is its own:
 
 - CPU: peak resident set size of the subprocess during the run minus its resident size just before it
@@ -16,7 +16,7 @@ Relative RMSE is ``‖tiled − untiled‖ / ‖untiled‖`` over the whole imag
 Targets at 1024² on the CPU in fp32: exact peak ≤ 40 % of untiled, fast ≤ 30 %, exact time ≤ 1.5× untiled,
 TAESD ≥ 10× faster than untiled.
 
-``--calibrate`` measures the peaks the memory model in ssd1b/tiling.py predicts (CUDA: the caching allocator's
+``--calibrate`` measures the peaks the memory model in ssd1b/vae/ predicts (CUDA: the caching allocator's
 counters; CPU: the profiler's allocation events, summed in time order), for decode and encode, untiled, exact
 (activations parked on the device, and on CUDA also on the CPU) and fast, over sizes, tiles and dtypes, and prints
 each with the model's prediction.
@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from ssd1b import tiling  # noqa: E402
-from ssd1b.taesd import TAESDDecoder, decode_taesd  # noqa: E402
+from ssd1b.vae import tiled as tiling  # noqa: E402
+from ssd1b.vae.taesd import TAESDDecoder, decode_taesd  # noqa: E402
 from tests.helpers.sdxl_vae import build_vae  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from itertools import compress, count, islice, pairwise
 from math import prod
 from operator import ge
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ssd1b.checkpoint import Header
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -239,6 +243,11 @@ class KeyIndex:
             if position < high and self.names[position] == name and self.shapes is not None:
                 return self.shapes[position]
         return None
+
+
+def index_of(header: Header) -> KeyIndex:
+    """The header's names, shapes and element counts as a `KeyIndex` (columns shared, nothing copied)."""
+    return KeyIndex(header.names, header.shape_lists, header.numels)
 
 
 def family_of(facts: UNetFacts | None) -> str:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssd1b.checkpoint import Header, HeaderError, collector_paused, format_bytes, read_header
+from ssd1b.convert.pipeline import pipeline_of_part
 from ssd1b.diffusers_names import UnknownTensorNameError, is_diffusers_unet, unet_to_ldm
-from ssd1b.diffusers_pipeline import pipeline_of_part
-from ssd1b.families import FAMILIES, UNET_PREFIX, Classification, KeyIndex, classify_index, unet_facts
+from ssd1b.families import FAMILIES, UNET_PREFIX, Classification, KeyIndex, classify_index, index_of, unet_facts
 from ssd1b.unet_config import numbering_hole
 
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -86,11 +86,6 @@ def classify_file(path: str | os.PathLike[str]) -> Classification:
 
 def classify_header(header: Header) -> Classification:
     return classify_index(index_of(header))
-
-
-def index_of(header: Header) -> KeyIndex:
-    """The header's names, shapes and element counts as a `KeyIndex` (columns shared, nothing copied)."""
-    return KeyIndex(header.names, header.shape_lists, header.numels)
 
 
 def report_from_header(path: str, header: Header) -> Report:

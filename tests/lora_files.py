@@ -1,7 +1,7 @@
 """LoRA files with the real key names and shapes (kohya, diffusers/peft, LyCORIS), written as sparse headers.
 
 Shared by the LoRA classification and LoRA fit tests; every name mapping here is written independently of
-`ssd1b.lora` (the inverse direction), so the tests compare two implementations.
+`ssd1b.lora.kind` (the inverse direction), so the tests compare two implementations.
 """
 
 import json
@@ -13,7 +13,7 @@ from tests import synthetic
 UNET = "model.diffusion_model."
 KOHYA_SDXL_NAMES = json.loads((synthetic.DATA / "lora_kohya_sdxl_unet_module_names.json").read_text())
 
-# The LCM distillation scripts' peft targets, written independently of ssd1b.lora as a regex over ldm weight keys.
+# The LCM distillation scripts' peft targets, written independently of ssd1b.lora.kind as a regex over ldm weight keys.
 LCM_TARGET = re.compile(
     r"(attn[12]\.to_(q|k|v|out\.0)|ff\.net\.(0\.proj|2)|\.1\.proj_(in|out)|in_layers\.2|out_layers\.3"
     r"|emb_layers\.1|skip_connection|\d\.0\.op|\d\.\d\.conv)\.weight$"
@@ -41,7 +41,7 @@ def lora_params(modules, rank):
     return sum(rank * (prod(shape[1:]) + shape[0]) for shape in modules.values())
 
 
-# An independent ldm → diffusers module name mapping (the inverse of what ssd1b.lora does), for writing test files.
+# An independent ldm → diffusers module name mapping (the inverse of what ssd1b.lora.kind does), for writing test files.
 RESNET_NAMES = {
     "in_layers.2": "conv1",
     "out_layers.3": "conv2",

@@ -12,10 +12,10 @@ from importlib import import_module
 CONCERNS = (
     "ssd1b.webui.settings",
     "ssd1b.webui.loading",
-    "ssd1b.webui.vae",
+    "ssd1b.webui.vae.hooks",
     "ssd1b.webui.forge",
     "ssd1b.webui.api",
-    "ssd1b.webui.controlnet",
+    "ssd1b.webui.extensions.controlnet",
 )
 
 _installed = False

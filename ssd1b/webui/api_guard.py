@@ -113,7 +113,7 @@ def checkpoint_problem(title: object) -> str | None:
 
 def script_args_problem(request: dict[str, Any]) -> str | None:
     """Why the request's arguments for our script are bad, or None."""
-    from ssd1b.webui.panel_logic import SCRIPT_TITLE, ScriptArgsError, parse_script_args
+    from ssd1b.presets.apply import SCRIPT_TITLE, ScriptArgsError, parse_script_args
 
     scripts = request.get("alwayson_scripts")
     if not isinstance(scripts, dict):
@@ -123,7 +123,7 @@ def script_args_problem(request: dict[str, Any]) -> str | None:
         return None
     if not isinstance(ours[0], dict):
         return f'{SCRIPT_TITLE}: alwayson_scripts value must be an object {{"args": [...]}}'
-    from ssd1b.webui import panel
+    from ssd1b.webui.panel import layout as panel
 
     try:
         parse_script_args(ours[0].get("args", []), panel.catalog())

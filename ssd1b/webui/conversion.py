@@ -4,7 +4,7 @@ Host adapter (imports `modules` lazily, never gradio). A1111 lists single files 
 offers the `*.safetensors` inside a pipeline's component folders as checkpoints (they are refused with the reason by
 `ssd1b.webui.loading`). `find_pipelines` looks for pipeline folders (a `model_index.json` and a UNet in safetensors)
 in `models/Stable-diffusion` and `--ckpt-dir`, up to `SCAN_DEPTH` folders deep; `convert` writes
-`<folder name>.safetensors` next to the folder with `ssd1b.convert`, then has the host list its models again, so
+`<folder name>.safetensors` next to the folder with `ssd1b.convert.writer`, then has the host list its models again, so
 the new checkpoint is in the model list (and, after the panel's refresh, in the dropdown) without a restart.
 One conversion runs at a time.
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ssd1b.checkpoint import format_bytes, read_header
-from ssd1b.convert import ConvertError, Progress, convert_file, per_percent
-from ssd1b.diffusers_pipeline import PipelineError, is_pipeline_folder, unet_ldm_shapes
+from ssd1b.convert.pipeline import PipelineError, is_pipeline_folder, unet_ldm_shapes
+from ssd1b.convert.writer import ConvertError, Progress, convert_file, per_percent
 from ssd1b.families import FAMILIES, KeyIndex, classify_index
 
 LOG_PREFIX = "[ssd1b]"

@@ -34,9 +34,12 @@ from typing import Any
 from ssd1b.checkpoint import HeaderError, read_header
 from ssd1b.inspect import inspect_file
 from ssd1b.options import option_value
-from ssd1b.webui import forge_vae, host, vae, vae_choice
+from ssd1b.webui import host
 from ssd1b.webui.patching import Patches
-from ssd1b.webui.vae_messages import VaeUnavailableError
+from ssd1b.webui.vae import choice as vae_choice
+from ssd1b.webui.vae import forge as forge_vae
+from ssd1b.webui.vae import hooks as vae
+from ssd1b.webui.vae.errors import VaeUnavailableError
 
 LOG_PREFIX = "[ssd1b]"
 HOOK_MARK = "_ssd1b_forge_hook"

@@ -33,7 +33,7 @@ from typing import Any
 
 from ssd1b import inspect as inspector
 from ssd1b.checkpoint import HeaderError
-from ssd1b.diffusers_pipeline import pipeline_of_part
+from ssd1b.convert.pipeline import pipeline_of_part
 from ssd1b.families import UNET_PREFIX, Classification, DepthSignature, KeyIndex, classify_index, signature_from_keys
 from ssd1b.prune import KeyDiff, PruneError, count_parameters, prune_unet, unet_key_diff
 from ssd1b.unet_config import StructureError, UNetStructure, network_params, rewrite_network_params, structure_of

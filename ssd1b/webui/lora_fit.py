@@ -4,7 +4,7 @@ A1111's built-in Lora extension drops every key without a target and says so onl
 (`extensions-builtin/Lora/networks.py`, `keys_failed_to_match`). Here, at `Script.process` (after the host applied
 styles and the presets panel its LoRA, before any network is activated), every `<lora:…>` / `<lyco:…>` of the
 generation's prompts (hires-fix prompts included) is resolved to its file the way the Lora extension resolves it,
-and its header is compared with the loaded model's modules (`ssd1b.lora_fit`). A network that loses anything gets:
+and its header is compared with the loaded model's modules (`ssd1b.lora.fit`). A network that loses anything gets:
 one console line, a comment under the image (`p.comment`), and an entry of the `SSD-1B LoRA fit` infotext value
 (which the API's infotext carries too). A network that fits fully stays silent. The option
 `ssd1b_lora_fit_messages` turns all of it off.
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ssd1b.checkpoint import HeaderError
-from ssd1b.lora_fit import ModelModules, NetworkFit, cached_fit, model_modules
+from ssd1b.lora.fit import ModelModules, NetworkFit, cached_fit, model_modules
 from ssd1b.options import option_value
 from ssd1b.webui import host
 from ssd1b.webui.loading import REPORT_ATTR

@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ssd1b import presets
 from ssd1b.families import FAMILIES
-from ssd1b.lora import LORA_KINDS
-from ssd1b.presets import (
+from ssd1b.lora.kind import LORA_KINDS
+from ssd1b.presets import store as presets
+from ssd1b.presets.store import (
     BUILTIN_PRESETS,
     RESOLUTIONS,
     Preset,

@@ -1,4 +1,4 @@
-"""Tiled VAE decode/encode (ssd1b.tiling) against the untiled network, on the SDXL layout with random weights.
+"""Tiled VAE decode/encode (ssd1b.vae.tiled) against the untiled network, on the SDXL layout with random weights.
 
 The network is tests/helpers/sdxl_vae.py: our own AutoencoderKL with the ldm module names. ``base=128`` is the
 SDXL VAE at its real channel widths; a narrower ``base`` keeps the layout (and every code path of the tiler) at a
@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch.nn import functional
 
-from ssd1b import tiling
-from ssd1b.tile_grid import Box, split_evenly, tile_grid
+from ssd1b.vae import tiled as tiling
+from ssd1b.vae.grid import Box, split_evenly, tile_grid
 from tests.helpers.sdxl_vae import SDXL_BASE, build_vae
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -57,7 +57,7 @@ def controlnet(webui, variant):
             modules=modules,
             ip=modules.get(IP_MODULE.get(variant, "")),
             hook=modules.get("scripts.hook"),
-            adapter=webui.module("ssd1b.webui.controlnet"),
+            adapter=webui.module("ssd1b.webui.extensions.controlnet"),
             callbacks=webui.module("script_callbacks"),
         )
     finally:
@@ -252,7 +252,7 @@ def test_ip_adapter_units_and_fitting_controlnets_pass_through_unchanged(install
 
 def test_absent_extension_changes_nothing_and_says_so_once(webui, capsys):
     _forget_controlnet()
-    adapter = webui.module("ssd1b.webui.controlnet")
+    adapter = webui.module("ssd1b.webui.extensions.controlnet")
     adapter.install()
     callbacks = webui.module("script_callbacks")
     callbacks.app_started_callback(None, None)
@@ -305,7 +305,7 @@ def test_install_patches_once_and_uninstall_restores_every_original(controlnet):
 
 def test_the_extension_loaded_after_us_is_patched_when_the_app_starts(webui, capsys):
     _forget_controlnet()
-    adapter = webui.module("ssd1b.webui.controlnet")
+    adapter = webui.module("ssd1b.webui.extensions.controlnet")
     adapter.install()
     assert not adapter.is_patched()
     root = str(FAKE_CONTROLNET / "current")

@@ -127,7 +127,7 @@ def test_a_component_file_the_host_lists_is_refused_as_a_checkpoint_with_the_way
 
 
 def test_the_panel_converts_with_progress_and_reports_the_checkpoint(host, koala_pipeline):
-    panel = host.module("ssd1b.webui.conversion_panel")
+    panel = host.module("ssd1b.webui.panel.conversion")
     fractions = []
 
     def progress(fraction, desc=None):
@@ -143,7 +143,7 @@ def test_the_panel_converts_with_progress_and_reports_the_checkpoint(host, koala
 
 
 def test_the_panel_says_when_there_is_no_pipeline(host):
-    panel = host.module("ssd1b.webui.conversion_panel")
+    panel = host.module("ssd1b.webui.panel.conversion")
     update, text = panel.on_rescan()
     assert update["choices"] == [] and text == panel.NONE_FOUND
 
@@ -154,7 +154,7 @@ def test_the_section_builds_and_launches_with_and_without_gradios_queue(host, ko
     import gradio as gr
 
     host.module("shared").cmd_opts.no_gradio_queue = no_queue
-    panel = host.module("ssd1b.webui.conversion_panel")
+    panel = host.module("ssd1b.webui.panel.conversion")
     with gr.Blocks() as demo:
         controls = panel.build(lambda item: f"ssd1b-txt2img-{item}")
     if not no_queue:

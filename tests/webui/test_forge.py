@@ -118,7 +118,7 @@ def test_no_usable_vae_is_the_extensions_error_before_forge_loads(forge, capsys,
     loaded = generate(forge).sd_model
     opts_set(forge, ssd1b_missing_vae=policy)
     select(forge, forge.novae)
-    with pytest.raises(forge.module("ssd1b.webui.vae_messages").VaeUnavailableError, match=why) as raised:
+    with pytest.raises(forge.module("ssd1b.webui.vae.errors").VaeUnavailableError, match=why) as raised:
         generate(forge)
     assert "ssd1b-novae.safetensors has no VAE baked in, and Forge cannot load it without one" in str(raised.value)
     assert forge.sd_models.model_data.sd_model is loaded  # nothing was unloaded

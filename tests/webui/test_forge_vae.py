@@ -103,7 +103,7 @@ def test_nan_with_full_chosen_is_an_error_not_a_black_image(forge):
     _, model, module = loaded(forge, forge.ssd1b)
     module.decoder.conv_out.register_forward_hook(lambda _m, _a, output: inject_nan(output))
     opts_set(forge, ssd1b_vae_decode="Full")
-    with pytest.raises(forge.module("ssd1b.webui.vae_messages").VaeNaNError, match="forbids TAESD"):
+    with pytest.raises(forge.module("ssd1b.webui.vae.errors").VaeNaNError, match="forbids TAESD"):
         model.decode_first_stage(latent())
 
 

@@ -26,7 +26,7 @@ NO_SCHEDULER_VERSIONS = ("1.6.0", "1.8.0")
 def build(webui, *, reorder: list[str] | None = None, samplers_in_dropdown: bool = True) -> Page:
     scripts = webui.module("scripts")
     shared = webui.module("shared")
-    panel = webui.module("ssd1b.webui.panel")
+    panel = webui.module("ssd1b.webui.panel.layout")
     shared.opts.data["ui_reorder_list"] = reorder or []
     shared.opts.data["samplers_in_dropdown"] = samplers_in_dropdown
     scripts.scripts_data.append(
@@ -257,7 +257,7 @@ def test_selecting_a_checkpoint_the_extension_refuses_says_why_in_the_page(check
     checkpoints.module("ssd1b.webui.loading").install()
     checkpoints.add_checkpoint("koala-700m.safetensors", synthetic.full_checkpoint(synthetic.holed_koala_unet()))
     toasts = []
-    monkeypatch.setattr(checkpoints.module("ssd1b.webui.panel").gr, "Warning", toasts.append)
+    monkeypatch.setattr(checkpoints.module("ssd1b.webui.panel.layout").gr, "Warning", toasts.append)
     page = build(checkpoints)
     for tab in ("txt2img", "img2img"):
         select_checkpoint(page, "koala-700m.safetensors", tab)
@@ -445,7 +445,7 @@ def test_bad_api_args_are_reported_clearly_and_the_request_runs_as_sent(webui, p
 
 
 def test_too_many_args_is_an_error_of_its_own(webui):
-    logic = webui.module("ssd1b.webui.panel_logic")
+    logic = webui.module("ssd1b.presets.apply")
     with pytest.raises(logic.ScriptArgsError, match="at most 3 args"):
         logic.parse_script_args([True, "", False, "extra"], logic.Catalog())
 
@@ -477,7 +477,7 @@ def test_every_element_id_of_the_panel_has_the_prefix(page):
 def test_the_entry_script_exposes_a_script_class_the_host_collects(webui):
     scripts = webui.module("scripts")
     entry = ModuleType("ssd1b_entry")  # what scripts/ssd1b.py's re-export leaves in its namespace
-    entry.Script = webui.module("ssd1b.webui.panel").Ssd1bScript
+    entry.Script = webui.module("ssd1b.webui.panel.layout").Ssd1bScript
     found = [value for value in vars(entry).values() if isinstance(value, type) and issubclass(value, scripts.Script)]
     assert [cls.__name__ for cls in found] == ["Ssd1bScript"]
     assert found[0]().show(False) is scripts.AlwaysVisible
@@ -485,7 +485,7 @@ def test_the_entry_script_exposes_a_script_class_the_host_collects(webui):
 
 @pytest.mark.parametrize("installed", [True, False])
 def test_every_generation_reaches_the_vae_hooks_whatever_the_panel_state(webui, page, monkeypatch, installed):
-    vae = webui.module("ssd1b.webui.vae")
+    vae = webui.module("ssd1b.webui.vae.hooks")
     seen = []
     monkeypatch.setattr(vae, "process", seen.append)
     monkeypatch.setattr(vae, "is_installed", lambda: installed)

@@ -33,7 +33,7 @@ from math import prod
 from pathlib import Path
 
 from ssd1b.checkpoint import Header, read_header
-from ssd1b.lora import classify_header, parse_key
+from ssd1b.lora.kind import classify_header, parse_key
 
 Shape = tuple[int, ...]
 ModuleKey = tuple[str, str]
@@ -62,7 +62,7 @@ RIGHT_LCM_BY_FAMILY = {
     "segmind-vega": ("vegart", "segmind/Segmind-VegaRT"),
 }
 LCM_KINDS = {"lcm-sdxl": "SDXL", "lcm-ssd-1b": "SSD-1B", "vegart": "Segmind Vega", "lcm-sd1": "SD 1.x"}
-"""`ssd1b.lora` kinds of LCM-LoRAs → the model each was distilled for."""
+"""`ssd1b.lora.kind` kinds of LCM-LoRAs → the model each was distilled for."""
 
 UP_PARTS = ("lora_up", "lora.up", "lora_B")
 DOWN_PARTS = ("lora_down", "lora.down", "lora_A")
@@ -77,7 +77,7 @@ class NetworkTargets:
     """Each patched module → (out, fan-in), (channels,) for norms, None where the tensors do not say."""
     context_width: int | None
     kind: str
-    """`ssd1b.lora` kind: "lcm-sdxl", "lcm-ssd-1b", "vegart", "sdxl", ..."""
+    """`ssd1b.lora.kind` kind: "lcm-sdxl", "lcm-ssd-1b", "vegart", "sdxl", ..."""
 
     def of(self, encoder_group: str) -> dict[ModuleKey, Shape | None]:
         """The UNet's modules ("unet") or the text encoders' ("text")."""

@@ -126,7 +126,7 @@ def image_size(operation: str, x: torch.Tensor) -> tuple[int, int]:
 
 
 def tiling() -> Any:
-    """`ssd1b.tiling`, imported when first needed (nothing heavy at import time)."""
-    from ssd1b import tiling as module
+    """`ssd1b.vae.tiled`, imported when first needed (nothing heavy at import time)."""
+    from ssd1b.vae import tiled as module
 
     return module

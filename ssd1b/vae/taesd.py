@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ssd1b.tile_grid import tile_grid
+from ssd1b.vae.grid import tile_grid
 
 WIDTH = 64
 UPSCALE = 8

@@ -16,7 +16,7 @@ Host behaviour this module answers:
   VAE for good. Here every decoded image is checked in full; NaN retries in bfloat16, then float32 (tiles planned
   again for the larger dtype), then TAESD, and the infotext says so.
 - The host decodes 1024² SDXL latents in one piece (A1111 #13341). Here decode/encode are tiled when the predicted
-  peak exceeds the memory budget (`ssd1b.tiling`), and an out-of-memory error halves the tile and retries.
+  peak exceeds the memory budget (`ssd1b.vae.tiled`), and an out-of-memory error halves the tile and retries.
 - TAESD: the host's own `sd_vae_taesd` classes and weight files (models/VAE-taesd/taesdxl_*.pth), never its
   downloader: a missing file is an error that says which file to put where.
 
@@ -36,8 +36,7 @@ import torch
 
 from ssd1b.options import option_value
 from ssd1b.webui import host
-from ssd1b.webui.taesd import is_finite, taesd_decode, taesd_encode
-from ssd1b.webui.vae_choice import (
+from ssd1b.webui.vae.choice import (
     CHECKPOINT_VAE,
     VaeChoice,
     checkpoint_facts,
@@ -46,8 +45,9 @@ from ssd1b.webui.vae_choice import (
     host_vae_file,
     is_target,
 )
-from ssd1b.webui.vae_messages import LOG_PREFIX, VaeNaNError, VaeUnavailableError, warn
-from ssd1b.webui.vae_tiles import (
+from ssd1b.webui.vae.errors import LOG_PREFIX, VaeNaNError, VaeUnavailableError, warn
+from ssd1b.webui.vae.taesd import is_finite, taesd_decode, taesd_encode
+from ssd1b.webui.vae.tiles import (
     CPU_TILE_PX,
     ONE_PIECE,
     TilePlan,

@@ -13,7 +13,7 @@ The result is read back and must describe a UNet `ssd1b.unet_config` can build.
 
 diffusers pipelines (a folder with `model_index.json`, `unet/`, `vae/`, `text_encoder/`, `text_encoder_2/`, each
 one safetensors file, its fp16 variant or shards) are converted whole: the UNet for any number of ResBlocks per
-level (`ssd1b.diffusers_names`), the VAE and both text encoders by `ssd1b.diffusers_components` (OpenCLIP's q/k/v
+level (`ssd1b.diffusers_names`), the VAE and both text encoders by `ssd1b.convert.parts` (OpenCLIP's q/k/v
 concatenated into `in_proj_*` and its projection transposed on the way, the VAE attention's Linear weights written
 as 1×1 convolutions). A diffusers UNet alone (its file, or a pipeline with `borrow`) takes the text encoders and
 VAE of an A1111 single file. Before anything is written the parts must fit each other (text-encoder widths against
@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from ssd1b.checkpoint import DTYPE_BYTES, Header, HeaderError, TensorInfo, read_header
-from ssd1b.diffusers_components import Recipe, UnknownComponentNameError
+from ssd1b.convert.parts import Recipe, UnknownComponentNameError
+from ssd1b.convert.pipeline import Component, PipelineError, pipeline_components, unet_file_of, unet_recipes
 from ssd1b.diffusers_names import UnknownTensorNameError, is_diffusers_unet
-from ssd1b.diffusers_pipeline import Component, PipelineError, pipeline_components, unet_file_of, unet_recipes
-from ssd1b.families import UNET_PREFIX, KeyIndex, classify_index
-from ssd1b.inspect import index_of
+from ssd1b.families import UNET_PREFIX, KeyIndex, classify_index, index_of
 from ssd1b.unet_config import StructureError, structure_of
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Presets: the built-in table of recommended settings, bucket sizes, and the user's preset store (host-free).
 
-No torch, no gradio, no `modules`. The adapter (ssd1b/webui/panel.py, ssd1b/webui/api.py) calls into this module.
+No torch, no gradio, no `modules`. The adapter (ssd1b/webui/panel/, ssd1b/webui/api.py) calls into this module.
 
 Public API (stable; the panel and the REST API code against it):
 
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ssd1b.families import FAMILIES
-from ssd1b.lora import LORA_KINDS
+from ssd1b.lora.kind import LORA_KINDS
 
 INFOTEXT_PRESET = "SSD-1B preset"
 INFOTEXT_LORA = "SSD-1B LCM-LoRA"

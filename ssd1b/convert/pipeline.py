@@ -3,7 +3,7 @@
 Host-free. A pipeline folder holds `model_index.json` and one folder per component. The weights of a component are
 one safetensors file, its fp16 variant, or shards listed by an `*.safetensors.index.json`; pickled `*.bin`
 weights are refused (they are never opened). `pipeline_components` answers, for each component present, the files
-to read and a `Recipe` per output tensor (`ssd1b.diffusers_names`, `ssd1b.diffusers_components`).
+to read and a `Recipe` per output tensor (`ssd1b.diffusers_names`, `ssd1b.convert.parts`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssd1b.diffusers_components import (
+from ssd1b.convert.parts import (
     Recipe,
     UnknownComponentNameError,
     clip_l_to_ldm,

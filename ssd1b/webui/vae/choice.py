@@ -19,8 +19,8 @@ from ssd1b.checkpoint import HeaderError, read_header
 from ssd1b.families import FAMILIES, Classification
 from ssd1b.options import option_value
 from ssd1b.webui import host, loading
-from ssd1b.webui.taesd import taesd_instructions, taesd_missing_files
-from ssd1b.webui.vae_messages import LOG_PREFIX, warn
+from ssd1b.webui.vae.errors import LOG_PREFIX, warn
+from ssd1b.webui.vae.taesd import taesd_instructions, taesd_missing_files
 
 LOADED_FILE_ATTR = "ssd1b_vae_file"
 """On the model: the VAE file this module had the host load (to tell it from the user's own choice)."""

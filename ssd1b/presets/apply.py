@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ssd1b import lora as lora_core
-from ssd1b import presets as presets_core
 from ssd1b.families import FAMILIES
+from ssd1b.lora import kind as lora_core
+from ssd1b.presets import store as presets_core
 
 SCRIPT_TITLE = "SSD-1B presets"
 ARGS = ("enabled", "preset", "apply_at_generation")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ssd1b.webui.vae_messages import LOG_PREFIX, VaeUnavailableError, warn
+from ssd1b.webui.vae.errors import LOG_PREFIX, VaeUnavailableError, warn
 
 TAESD_DIR = "VAE-taesd"
 TAESD_FILES = {"decode": "taesdxl_decoder.pth", "encode": "taesdxl_encoder.pth"}

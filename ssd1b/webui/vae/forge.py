@@ -21,7 +21,8 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from ssd1b.webui import vae, vae_choice
+from ssd1b.webui.vae import choice as vae_choice
+from ssd1b.webui.vae import hooks as vae
 
 _wrapped: weakref.WeakSet[Any] = weakref.WeakSet()
 

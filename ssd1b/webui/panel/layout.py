@@ -43,11 +43,10 @@ import gradio as gr
 from modules import scripts
 
 from ssd1b import inspect as inspect_core
-from ssd1b import presets as presets_core
 from ssd1b.families import FAMILIES
 from ssd1b.options import option_value
-from ssd1b.webui import conversion_panel, host, loading, lora_fit
-from ssd1b.webui.panel_logic import (
+from ssd1b.presets import store as presets_core
+from ssd1b.presets.apply import (
     ARGS,
     SCRIPT_TITLE,
     TIMES,
@@ -66,6 +65,8 @@ from ssd1b.webui.panel_logic import (
     preset_name_from_infotext,
     summary,
 )
+from ssd1b.webui import host, loading, lora_fit
+from ssd1b.webui.panel import conversion as conversion_panel
 
 __all__ = ["ARGS", "SCRIPT_TITLE", "ScriptArgsError", "Ssd1bScript"]
 
@@ -646,7 +647,8 @@ class Ssd1bScript(scripts.Script):
     def process(self, p: Any, *args: Any) -> None:
         """Every generation, panel open or not: the VAE hooks' work (infotext, early warning) and the LoRA fit (after
         the host applied styles and `before_process` the preset's LoRA, before any network is activated)."""
-        from ssd1b.webui import forge, vae
+        from ssd1b.webui import forge
+        from ssd1b.webui.vae import hooks as vae
 
         if vae.is_installed():
             vae.process(p)

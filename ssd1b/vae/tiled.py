@@ -1,6 +1,6 @@
 """Tiled VAE decode/encode for the ldm/sgm AutoencoderKL (SD 1.x, SDXL, SSD-1B, Vega), host-free.
 
-Public API (stable; the adapters in ssd1b/webui/vae.py and vae_tiles.py use only these names):
+Public API (stable; the adapters in ssd1b/webui/vae/hooks.py and tiles.py use only these names):
 
 - ``TileConfig(tile_px=512, overlap_px=64, mode="exact" | "fast", park_device=None)``
 - ``decode(first_stage_model, z, config, progress=None) -> Tensor``
@@ -23,7 +23,7 @@ Public API (stable; the adapters in ssd1b/webui/vae.py and vae_tiles.py use only
       ``None`` when the untiled run fits the budget; otherwise the largest tile of ``TILE_CHOICES_PX`` that fits,
       or the smallest one when none fits.
 - ``decode_taesd(decoder, z, tile_latent, pad_latent=TAESD_DECODE_PAD) -> Tensor`` (re-exported from
-      ssd1b.taesd): crop-with-padding tiling of a TAESD decoder, exact.
+      ssd1b.vae.taesd): crop-with-padding tiling of a TAESD decoder, exact.
 
 Exact mode: the latent-resolution part (post_quant_conv, conv_in, the mid block with its attention) runs untiled
 (the blocks through their own forward, the attention in query chunks of its own weights: ``attend``); the rest is tiled.
@@ -46,8 +46,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from ssd1b.taesd import TAESD_DECODE_PAD, decode_taesd
-from ssd1b.tile_grid import Box, tile_grid
+from ssd1b.vae.grid import Box, tile_grid
+from ssd1b.vae.taesd import TAESD_DECODE_PAD, decode_taesd
 
 Progress = Callable[[int, int], None]
 GridFor = Callable[[int, int], list[Box]]
