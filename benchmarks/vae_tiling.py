@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from ssd1b.vae import tiled as tiling  # noqa: E402
+from ssd1b import vae as tiling  # noqa: E402
 from ssd1b.vae.taesd import TAESDDecoder, decode_taesd  # noqa: E402
 from tests.helpers.sdxl_vae import build_vae  # noqa: E402
 

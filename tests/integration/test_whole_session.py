@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from ssd1b.vae import tiled as tiling
+from ssd1b import vae as tiling
 from tests import synthetic
 from tests.integration.server import WebUI, tracebacks
 from tests.lora_files import kohya_attention_lora, sd15_lora, write_random_weights

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.nn import functional
 
-from ssd1b.vae import tiled as tiling
+from ssd1b import vae as tiling
 from ssd1b.vae.grid import Box, split_evenly, tile_grid
 from tests.helpers.sdxl_vae import SDXL_BASE, build_vae
 

@@ -407,7 +407,7 @@ def test_auto_never_tiles_on_the_cpu_without_a_budget(host):
 
 
 def test_auto_plans_tiles_from_the_budget_and_the_dtype(host):
-    tiling = host.module("ssd1b.vae.tiled")
+    tiling = host.module("ssd1b.vae")
     latent = torch.randn(1, 4, 128, 128)  # 1024²
     untiled_fp16 = tiling.predict_peak_bytes("decode", 1024, 1024, 2)
     budget_mib = untiled_fp16 * 1.5 / 2**20
@@ -421,7 +421,7 @@ def test_auto_plans_tiles_from_the_budget_and_the_dtype(host):
 
 
 def test_on_a_gpu_a_budget_no_tile_fits_parks_activations_on_the_cpu(host):
-    tiling = host.module("ssd1b.vae.tiled")
+    tiling = host.module("ssd1b.vae")
     smallest = min(tiling.TILE_CHOICES_PX)
     tight = tiling.predict_tiled_peak_bytes("decode", 2048, 2048, 2, smallest, "exact") - 1
     plan = host.vae_tiles.plan_for_budget("decode", (2048, 2048), 2, budget=tight, device=torch.device("cuda"))

@@ -127,6 +127,6 @@ def image_size(operation: str, x: torch.Tensor) -> tuple[int, int]:
 
 def tiling() -> Any:
     """`ssd1b.vae.tiled`, imported when first needed (nothing heavy at import time)."""
-    from ssd1b.vae import tiled as module
+    from ssd1b import vae as module
 
     return module
