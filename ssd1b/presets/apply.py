@@ -17,7 +17,7 @@ from typing import Any
 
 from ssd1b.families import FAMILIES
 from ssd1b.lora import kind as lora_core
-from ssd1b.presets import store as presets_core
+from ssd1b.presets import builtin, prompts, samplers, schema
 
 SCRIPT_TITLE = "SSD-1B presets"
 ARGS = ("enabled", "preset", "apply_at_generation")
@@ -48,7 +48,7 @@ class Catalog:
 
     @property
     def builtin(self) -> tuple[Any, ...]:
-        return tuple(presets_core.BUILTIN_PRESETS)
+        return tuple(builtin.BUILTIN_PRESETS)
 
     def all(self) -> list[Any]:
         builtin_names = {preset.name for preset in self.builtin}
@@ -64,7 +64,7 @@ class Catalog:
         return any(preset.name == name for preset in self.builtin)
 
     def default_name(self, family: str = "ssd-1b") -> str:
-        preset = presets_core.default_preset_for(family)
+        preset = builtin.default_preset_for(family)
         names = self.names()
         return preset.name if preset is not None else (names[0] if names else "")
 
@@ -191,7 +191,7 @@ class Plan:
 
 def plan_apply(preset: Any, current: Mapping[str, Any], side: HostSide) -> Plan:
     has_scheduler = "scheduler" in side.fields
-    sampler, scheduler, notes = presets_core.sampler_for_host(preset, list(side.samplers), has_scheduler)
+    sampler, scheduler, notes = samplers.sampler_for_host(preset, list(side.samplers), has_scheduler)
     proposed = {
         "width": int(preset.width),
         "height": int(preset.height),
@@ -199,7 +199,7 @@ def plan_apply(preset: Any, current: Mapping[str, Any], side: HostSide) -> Plan:
         "cfg_scale": float(preset.cfg_scale),
         "sampler": sampler,
         "scheduler": scheduler if has_scheduler else None,
-        "negative_prompt": presets_core.merge_negative(current.get("negative_prompt") or "", preset.negative_prompt),
+        "negative_prompt": prompts.merge_negative(current.get("negative_prompt") or "", preset.negative_prompt),
     }
     plan = Plan({name: value for name, value in proposed.items() if name in side.fields and value is not None})
     plan.notes.extend(notes)
@@ -253,7 +253,7 @@ def clean_name(name: Any) -> str:
 
 def preset_from_values(name: str, values: Mapping[str, Any], family: str, source: str) -> Any:
     """A user preset holding a tab's current values."""
-    return presets_core.Preset(
+    return schema.Preset(
         name=name,
         family=family,
         steps=int(values.get("steps") or 20),
@@ -277,7 +277,7 @@ def import_summary(result: Any) -> str:
 def preset_name_from_infotext(params: Mapping[str, Any], parsed_key: str, catalog: Catalog) -> str | None:
     """The preset a pasted infotext names, when it is one of ours; `parsed_key` is the key as the host parses it."""
     remapped = dict(params)
-    if parsed_key in params and presets_core.INFOTEXT_PRESET not in params:
-        remapped[presets_core.INFOTEXT_PRESET] = params[parsed_key]
-    name = presets_core.preset_from_infotext(remapped)
+    if parsed_key in params and prompts.INFOTEXT_PRESET not in params:
+        remapped[prompts.INFOTEXT_PRESET] = params[parsed_key]
+    name = prompts.preset_from_infotext(remapped)
     return name if name and catalog.find(name) is not None else None

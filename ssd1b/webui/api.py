@@ -96,7 +96,7 @@ def register(app: Any) -> bool:
 
 
 def get_presets() -> dict[str, Any]:
-    from ssd1b.presets import store as presets
+    from ssd1b import presets
     from ssd1b.webui import host
 
     _require_installed()

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from ssd1b.presets import store as presets
+from ssd1b import presets
 from tests.browser import app
 
 pytestmark = pytest.mark.browser

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from ssd1b.presets.store import Preset, PresetStore
+from ssd1b.presets import Preset, PresetStore
 from tests.integration.browser import real_page
 from tests.integration.server import WebUI, tracebacks
 

@@ -6,12 +6,12 @@ from hypothesis import strategies as st
 
 from ssd1b.families import FAMILIES
 from ssd1b.lora.kind import LORA_KINDS
-from ssd1b.presets import store as presets
-from ssd1b.presets.store import (
+from ssd1b.presets import (
     BUILTIN_PRESETS,
     RESOLUTIONS,
     Preset,
     PresetError,
+    builtin,
     default_preset_for,
     merge_negative,
     preset_from_infotext,
@@ -113,7 +113,7 @@ def test_snap_to_bucket_picks_the_nearest_aspect_ratio(size, expected):
 
 
 def test_snap_to_bucket_breaks_ties_towards_the_larger_area(monkeypatch):
-    monkeypatch.setattr(presets, "RESOLUTIONS", ((512, 512), (1024, 1024), (768, 768)))
+    monkeypatch.setattr(builtin, "RESOLUTIONS", ((512, 512), (1024, 1024), (768, 768)))
     assert snap_to_bucket(100, 100) == (1024, 1024)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ssd1b.presets import STORE_FORMAT, Preset, PresetError, PresetStore
 from ssd1b.presets import store as presets
-from ssd1b.presets.store import STORE_FORMAT, Preset, PresetError, PresetStore
 
 HOSTILE_NAMES = ["<img src=x onerror=alert(1)>", "../../etc/passwd", "日本語 ✨ «preset»", "a/b\\c:*?", ".."]
 REPO_ROOT = Path(__file__).resolve().parents[2]

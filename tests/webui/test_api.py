@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
-from ssd1b.presets.store import BUILTIN_PRESETS, Preset, PresetStore
+from ssd1b.presets import BUILTIN_PRESETS, Preset, PresetStore
 from tests import synthetic
 from tests.webui.conftest import ALL_VERSIONS
 

@@ -43,9 +43,9 @@ import gradio as gr
 from modules import scripts
 
 from ssd1b import inspect as inspect_core
+from ssd1b import presets as presets_core
 from ssd1b.families import FAMILIES
 from ssd1b.options import option_value
-from ssd1b.presets import store as presets_core
 from ssd1b.presets.apply import (
     ARGS,
     SCRIPT_TITLE,
