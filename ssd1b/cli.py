@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
 
 def run_convert(args: argparse.Namespace, out: TextIO) -> int:
-    from ssd1b.convert.writer import ConvertError, convert_file, per_percent
+    from ssd1b.convert import ConvertError, convert_file, per_percent
 
     def show(percent: int, _done: int, total: int) -> None:
         print(f"\r{percent:3d}% of {format_bytes(total)}", end="", file=sys.stderr, flush=True)

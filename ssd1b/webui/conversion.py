@@ -19,8 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from ssd1b.checkpoint import format_bytes, read_header
-from ssd1b.convert.pipeline import PipelineError, is_pipeline_folder, unet_ldm_shapes
-from ssd1b.convert.writer import ConvertError, Progress, convert_file, per_percent
+from ssd1b.convert import (
+    ConvertError,
+    PipelineError,
+    Progress,
+    convert_file,
+    is_pipeline_folder,
+    per_percent,
+    unet_ldm_shapes,
+)
 from ssd1b.families import FAMILIES, KeyIndex, classify_index
 
 LOG_PREFIX = "[ssd1b]"

@@ -61,7 +61,7 @@ def compare(family: str, tmp_path: Path) -> None:
     import torch
     from safetensors.torch import load_file
 
-    from ssd1b.convert.writer import convert_file
+    from ssd1b.convert import convert_file
 
     run([sys.executable, "-m", "tests.integration.equivalence.reference", family, str(tmp_path)])
     result = convert_file(tmp_path / "pipeline", tmp_path / "converted.safetensors", "fp32")

@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from ssd1b.checkpoint import read_header
+from ssd1b.convert import ConvertError, convert_file, renumbering
 from ssd1b.convert import writer as convert
-from ssd1b.convert.writer import ConvertError, convert_file, renumbering
 from ssd1b.families import KeyIndex, classify_index
 from ssd1b.unet_config import structure_of
 from tests import synthetic
@@ -260,7 +260,7 @@ def test_without_copy_file_range_the_bytes_are_the_same(tmp_path, monkeypatch):
 KILLED_MID_COPY = """
 import sys, time
 from pathlib import Path
-from ssd1b.convert.writer import convert_file
+from ssd1b.convert import convert_file
 
 def progress(done, total):
     Path(sys.argv[3]).write_text("copying")

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from ssd1b.checkpoint import read_header
-from ssd1b.convert.writer import ConvertError, convert_file
+from ssd1b.convert import ConvertError, convert_file
 from ssd1b.families import KeyIndex
 from ssd1b.unet_config import structure_of
 from tests import diffusers_models, synthetic
