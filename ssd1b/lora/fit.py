@@ -33,7 +33,8 @@ from math import prod
 from pathlib import Path
 
 from ssd1b.checkpoint import Header, read_header
-from ssd1b.lora.kind import classify_header, parse_key
+from ssd1b.lora.keys import parse_key
+from ssd1b.lora.kind import classify_header
 
 Shape = tuple[int, ...]
 ModuleKey = tuple[str, str]

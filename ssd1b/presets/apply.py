@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ssd1b import lora as lora_core
 from ssd1b.families import FAMILIES
-from ssd1b.lora import kind as lora_core
 from ssd1b.presets import builtin, prompts, samplers, schema
 
 SCRIPT_TITLE = "SSD-1B presets"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ssd1b.checkpoint import HeaderError
-from ssd1b.lora.fit import ModelModules, NetworkFit, cached_fit, model_modules
+from ssd1b.lora import ModelModules, NetworkFit, cached_fit, model_modules
 from ssd1b.options import option_value
 from ssd1b.webui import host
 from ssd1b.webui.loading import REPORT_ATTR

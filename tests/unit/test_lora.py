@@ -4,8 +4,8 @@ import pytest
 
 from ssd1b.checkpoint import HeaderError
 from ssd1b.families import SDXL_SIGNATURE, SSD_1B_SIGNATURE, VEGA_SIGNATURE
+from ssd1b.lora import classify_lora, find_loras, parse_key, to_ldm
 from ssd1b.lora import kind as lora
-from ssd1b.lora.kind import classify_lora, find_loras, parse_key, to_ldm
 from tests import synthetic
 from tests.lora_files import (
     KOHYA_SDXL_NAMES,

@@ -6,7 +6,7 @@ import pytest
 from ssd1b.checkpoint import read_header
 from ssd1b.families import DepthSignature
 from ssd1b.lora import fit as lora_fit
-from ssd1b.lora.fit import fit_network, model_modules, network_targets
+from ssd1b.lora import fit_network, model_modules, network_targets
 from tests import synthetic
 from tests.lora_files import (
     RESBLOCK_CONVS,
