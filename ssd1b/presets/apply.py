@@ -1,4 +1,4 @@
-"""What the presets panel decides, without Gradio and without the host: easy to test, called by ssd1b.webui.panel.
+"""What the presets panel decides, without Gradio and without the host: easy to test, called by the adapter.
 
 - `Catalog`: built-in presets first, then the user's (from `ssd1b.presets.PresetStore`), looked up by name.
 - `parse_script_args`: the script's `alwayson_scripts` arguments, validated (order in `ARGS`).

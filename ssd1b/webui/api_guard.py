@@ -123,10 +123,10 @@ def script_args_problem(request: dict[str, Any]) -> str | None:
         return None
     if not isinstance(ours[0], dict):
         return f'{SCRIPT_TITLE}: alwayson_scripts value must be an object {{"args": [...]}}'
-    from ssd1b.webui.panel import layout as panel
+    from ssd1b.webui import presets_store
 
     try:
-        parse_script_args(ours[0].get("args", []), panel.catalog())
+        parse_script_args(ours[0].get("args", []), presets_store.catalog())
     except ScriptArgsError as error:
         return str(error)
     return None

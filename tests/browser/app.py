@@ -45,7 +45,7 @@ def build_demo(webui: Any, *, selected: str, options: dict[str, Any] | None = No
     shared.opts.sd_model_checkpoint = selected
     shared.opts.data.update(options or {})
     scripts = webui.module("scripts")
-    panel = webui.module("ssd1b.webui.panel.layout")
+    panel = webui.module("ssd1b.webui.script")
     scripts.scripts_data.append(
         scripts.ScriptClassData(panel.Ssd1bScript, str(ROOT / "scripts" / "ssd1b.py"), str(ROOT), None)
     )

@@ -26,7 +26,7 @@ NO_SCHEDULER_VERSIONS = ("1.6.0", "1.8.0")
 def build(webui, *, reorder: list[str] | None = None, samplers_in_dropdown: bool = True) -> Page:
     scripts = webui.module("scripts")
     shared = webui.module("shared")
-    panel = webui.module("ssd1b.webui.panel.layout")
+    panel = webui.module("ssd1b.webui.script")
     shared.opts.data["ui_reorder_list"] = reorder or []
     shared.opts.data["samplers_in_dropdown"] = samplers_in_dropdown
     scripts.scripts_data.append(
@@ -233,9 +233,9 @@ def test_the_family_line_names_selected_and_loaded_checkpoints_from_their_header
 
 def test_the_family_line_when_a_page_loads_reads_the_selected_checkpoint_option(checkpoints):
     checkpoints.module("shared").opts.sd_model_checkpoint = "SSD-1B.safetensors"
-    page = build(checkpoints)
-    panel = page.panel
-    assert panel.initial_family_line().startswith("Selected: SSD-1B (SSD-1B.safetensors)")
+    build(checkpoints)
+    family = checkpoints.module("ssd1b.webui.panel.family")
+    assert family.initial_family_line().startswith("Selected: SSD-1B (SSD-1B.safetensors)")
 
 
 @pytest.mark.parametrize("host_version", ["1.6.0", "1.10.1"])
@@ -257,7 +257,7 @@ def test_selecting_a_checkpoint_the_extension_refuses_says_why_in_the_page(check
     checkpoints.module("ssd1b.webui.loading").install()
     checkpoints.add_checkpoint("koala-700m.safetensors", synthetic.full_checkpoint(synthetic.holed_koala_unet()))
     toasts = []
-    monkeypatch.setattr(checkpoints.module("ssd1b.webui.panel.layout").gr, "Warning", toasts.append)
+    monkeypatch.setattr(checkpoints.module("ssd1b.webui.panel.events").gr, "Warning", toasts.append)
     page = build(checkpoints)
     for tab in ("txt2img", "img2img"):
         select_checkpoint(page, "koala-700m.safetensors", tab)
@@ -477,7 +477,7 @@ def test_every_element_id_of_the_panel_has_the_prefix(page):
 def test_the_entry_script_exposes_a_script_class_the_host_collects(webui):
     scripts = webui.module("scripts")
     entry = ModuleType("ssd1b_entry")  # what scripts/ssd1b.py's re-export leaves in its namespace
-    entry.Script = webui.module("ssd1b.webui.panel.layout").Ssd1bScript
+    entry.Script = webui.module("ssd1b.webui.script").Ssd1bScript
     found = [value for value in vars(entry).values() if isinstance(value, type) and issubclass(value, scripts.Script)]
     assert [cls.__name__ for cls in found] == ["Ssd1bScript"]
     assert found[0]().show(False) is scripts.AlwaysVisible
