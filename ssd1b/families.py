@@ -11,6 +11,7 @@ Two steps, both data-driven:
 from __future__ import annotations
 
 import copy
+import re
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -114,6 +115,52 @@ class UNetFacts:
 
 
 @dataclass(frozen=True)
+class TextContext:
+    """What a cross-attention context width says: the architecture made for it and how messages name it."""
+
+    width: int
+    architecture: str
+    label: str
+
+
+TEXT_CONTEXTS: tuple[TextContext, ...] = (
+    TextContext(768, "sd1", "SD 1.x"),
+    TextContext(1024, "sd2", "SD 2.x"),
+    TextContext(2048, "sdxl", "SDXL"),
+    TextContext(1280, "sdxl-refiner", "the SDXL refiner"),
+)
+"""The one table of context widths (`attn2.to_k` in-features: CLIP-L, OpenCLIP ViT-H, CLIP-L + bigG, bigG)."""
+_TEXT_CONTEXT_BY_WIDTH = {context.width: context for context in TEXT_CONTEXTS}
+CONTEXT_KEY = re.compile(r"attn2[._]to_[kv](?:\.weight)?$")
+"""A cross-attention key or value projection, in ldm (`….attn2.to_k.weight`) or LoRA (`…_attn2_to_k`) names."""
+
+
+def context_width(named_shapes: Iterable[tuple[str, Sequence[int]]]) -> int | None:
+    """The cross-attention context width: the in-features of the first 2-D attn2 key/value projection."""
+    return next((int(shape[1]) for name, shape in named_shapes if len(shape) == 2 and CONTEXT_KEY.search(name)), None)
+
+
+def architecture_of_context(width: int | None) -> str | None:
+    """The architecture made for a context width (None for a width no known architecture has)."""
+    context = _TEXT_CONTEXT_BY_WIDTH.get(width or 0)
+    return context.architecture if context else None
+
+
+def architecture_label(architecture: str) -> str:
+    """How messages name an architecture of `TEXT_CONTEXTS` ("SD 1.x", "the SDXL refiner"); else its id."""
+    return next((context.label for context in TEXT_CONTEXTS if context.architecture == architecture), architecture)
+
+
+def _width_for(architecture: str) -> int:
+    return next(context.width for context in TEXT_CONTEXTS if context.architecture == architecture)
+
+
+def context_label(width: int) -> str | None:
+    context = _TEXT_CONTEXT_BY_WIDTH.get(width)
+    return context.label if context else None
+
+
+@dataclass(frozen=True)
 class Architecture:
     """A UNet design, recognised by the widths and block counts its keys imply (None matches anything)."""
 
@@ -137,13 +184,14 @@ class Architecture:
 
 # First match wins: the more specific rows come first.
 ARCHITECTURES: tuple[Architecture, ...] = (
-    Architecture("sdxl-inpaint", 320, 2048, 2816, 9, in_channels=9),
-    Architecture("sdxl", 320, 2048, 2816, 9, in_channels=4),
-    Architecture("koala", 320, 2048, 2816, 6),
-    Architecture("sdxl-refiner", 384, 1280, 2560, 12),
-    Architecture("sd1", 320, 768, None, 12),
-    Architecture("sd2", 320, 1024, None, 12),
+    Architecture("sdxl-inpaint", 320, _width_for("sdxl"), 2816, 9, in_channels=9),
+    Architecture("sdxl", 320, _width_for("sdxl"), 2816, 9, in_channels=4),
+    Architecture("koala", 320, _width_for("sdxl"), 2816, 6),
+    Architecture("sdxl-refiner", 384, _width_for("sdxl-refiner"), 2560, 12),
+    Architecture("sd1", 320, _width_for("sd1"), None, 12),
+    Architecture("sd2", 320, _width_for("sd2"), None, 12),
 )
+
 
 # KOALA variants differ in the depth of the deepest input block (KOALA-1B: 6, KOALA-700M: 5).
 KOALA_BY_DEEPEST_INPUT: dict[int, str] = {6: "koala-1b", 5: "koala-700m"}
@@ -351,9 +399,5 @@ def _dim(index: KeyIndex, name: str, axis: int) -> int | None:
 
 
 def _context_dim(index: KeyIndex, prefix: str) -> int | None:
-    """Width of the cross-attention context: the input width of the first attn2.to_k found."""
-    for start, stop in index.spans(prefix):
-        for position in range(start, stop):
-            if index.names[position].endswith(".attn2.to_k.weight") and len(index.shapes[position]) == 2:
-                return index.shapes[position][1]
-    return None
+    positions = (position for start, stop in index.spans(prefix) for position in range(start, stop))
+    return context_width((index.names[position], index.shapes[position]) for position in positions)

@@ -16,12 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ssd1b.families import SDXL_SIGNATURE, DepthSignature, signature_from_keys
+from ssd1b.families import SDXL_SIGNATURE, DepthSignature, context_label, context_width, signature_from_keys
 
 ADAPTER_ORDER = ("input", "output", "middle")
 """The block kinds in the order the adapter numbers its layers."""
 BLOCK_LISTS = {"input": "input_blocks", "output": "output_blocks", "middle": "middle_block"}
-CONTEXT_LABELS = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL", 1280: "the SDXL refiner"}
 
 
 @dataclass(frozen=True, order=True)
@@ -136,7 +135,7 @@ def context_refusal(adapter_context: int | None, model_context: int | None) -> s
     """Why an adapter made for another cross-attention width does not apply (None: same width, or unknown)."""
     if adapter_context is None or model_context is None or adapter_context == model_context:
         return None
-    made_for = CONTEXT_LABELS.get(adapter_context, f"a context width of {adapter_context}")
+    made_for = context_label(adapter_context) or f"a context width of {adapter_context}"
     return f"made for {made_for} (context width {adapter_context}, the model's is {model_context})"
 
 
@@ -166,7 +165,7 @@ def fit_from_parameters(
     `adapter_context` is the adapter's input width (`1_to_k_ip` in-features): another architecture's adapter is
     refused before any layer is matched."""
     shapes = {name: tuple(shape) for name, shape in parameters}
-    refusal = context_refusal(adapter_context, context_width(shapes))
+    refusal = context_refusal(adapter_context, context_width(shapes.items()))
     if refusal is not None:
         return LayerFit((), refusal=refusal)
     return layer_fit(signature_from_keys(shapes), attention_widths(shapes), adapter_widths)
@@ -180,15 +179,6 @@ def attention_widths(shapes: Mapping[str, Sequence[int]]) -> dict[LayerPosition,
         if shape is not None and len(shape) == 2:
             widths[position] = int(shape[0])
     return widths
-
-
-def context_width(shapes: Mapping[str, Sequence[int]]) -> int | None:
-    """The cross-attention context width of a UNet: the input width of its first `attn2.to_k`."""
-    return next((int(shape[1]) for name, shape in shapes.items() if _is_context_key(name, shape)), None)
-
-
-def _is_context_key(name: str, shape: Sequence[int]) -> bool:
-    return name.endswith(".attn2.to_k.weight") and len(shape) == 2
 
 
 def _find(shapes: Mapping[str, Sequence[int]], name: str) -> Sequence[int] | None:

@@ -33,6 +33,7 @@ from math import prod
 from pathlib import Path
 
 from ssd1b.checkpoint import Header, read_header
+from ssd1b.families import architecture_label, architecture_of_context, context_width
 from ssd1b.lora.keys import parse_key
 from ssd1b.lora.kind import classify_header
 
@@ -43,16 +44,10 @@ ModuleKey = tuple[str, str]
 UNET = "unet"
 SINGLE_TEXT_ENCODER = "te"
 
-ARCHITECTURE_BY_CONTEXT_WIDTH = {768: "sd1", 1024: "sd2", 2048: "sdxl", 1280: "sdxl-refiner"}
 ARCHITECTURE_BY_TEXT_WIDTH = {768: "sd1", 1024: "sd2"}
 """The width of a single text encoder's q_proj (kohya's `lora_te_` names): CLIP-L, OpenCLIP ViT-H."""
-ARCHITECTURE_LABELS = {
-    "sd1": "SD 1.x",
-    "sd2": "SD 2.x",
-    "sd-layout": "SD 1.x/2.x",
-    "sdxl": "SDXL",
-    "sdxl-refiner": "the SDXL refiner",
-}
+SD_LAYOUT_LABEL = "SD 1.x/2.x"
+"""A network with modules only the 12-block SD 1.x/2.x UNet has, but nothing that tells the two apart."""
 SD_LAYOUT_ONLY = re.compile(r"^(?:input_blocks_[12]_1_|output_blocks_(?:[6-8]_1_|9_|1[01]_))")
 """UNet modules of the 12-block SD 1.x/2.x layout that no SDXL-layout UNet has (transformers at input blocks 1-2
 and output blocks 6-8, output blocks past 8)."""
@@ -155,10 +150,7 @@ def signature_of(shape: Sequence[int]) -> Shape:
 
 def _context_width(modules: Mapping[ModuleKey, Shape | None]) -> int | None:
     """Fan-in of the cross-attention key/value projections: the width of the text context."""
-    for (encoder, module), shape in modules.items():
-        if encoder == UNET and module.endswith(("attn2_to_k", "attn2_to_v")) and shape and len(shape) == 2:
-            return shape[1]
-    return None
+    return context_width((module, shape) for (encoder, module), shape in modules.items() if encoder == UNET and shape)
 
 
 # --- what the loaded model has ----------------------------------------------------------------------------------------
@@ -200,7 +192,7 @@ def model_modules(parameters: Iterable[tuple[str, Sequence[int]]]) -> ModelModul
         for key, module_shape in _modules_of(name, shape):
             modules[key] = module_shape
     width = _context_width(modules)
-    architecture = ARCHITECTURE_BY_CONTEXT_WIDTH.get(width) if width else None
+    architecture = architecture_of_context(width)
     return ModelModules(modules, frozenset(encoder for encoder, _ in modules if encoder != UNET), architecture)
 
 
@@ -342,7 +334,7 @@ def _part_fit(wanted: Mapping[ModuleKey, Shape | None], model: ModelModules) -> 
 def network_architecture(targets: NetworkTargets) -> str | None:
     """The architecture a network was made for, judged from its shapes first; None when nothing says."""
     if targets.context_width:
-        return ARCHITECTURE_BY_CONTEXT_WIDTH.get(targets.context_width, "unknown")
+        return architecture_of_context(targets.context_width) or "unknown"
     text_width = _single_text_encoder_width(targets)
     if text_width:
         return ARCHITECTURE_BY_TEXT_WIDTH.get(text_width)
@@ -364,7 +356,7 @@ def _other_architecture(targets: NetworkTargets, model: ModelModules) -> str | N
         return None
     if made_for == "unknown":
         return f"a model with {targets.context_width}-wide cross-attention"
-    return ARCHITECTURE_LABELS.get(made_for, made_for)
+    return SD_LAYOUT_LABEL if made_for == "sd-layout" else architecture_label(made_for)
 
 
 def _wrong_lcm(kind: str, family: str) -> tuple[str | None, str | None]:

@@ -49,7 +49,15 @@ from functools import cache
 from pathlib import Path
 
 from ssd1b.checkpoint import Header, HeaderError, read_header
-from ssd1b.families import RESBLOCK_ONLY, SDXL_SIGNATURE, SSD_1B_SIGNATURE, VEGA_SIGNATURE, DepthSignature
+from ssd1b.families import (
+    RESBLOCK_ONLY,
+    SDXL_SIGNATURE,
+    SSD_1B_SIGNATURE,
+    VEGA_SIGNATURE,
+    DepthSignature,
+    architecture_of_context,
+    context_width,
+)
 from ssd1b.lora.keys import parse_key
 
 LORA_KINDS = ("lcm-ssd-1b", "lcm-sdxl", "lcm-sd1", "vegart", "ssd-1b", "segmind-vega", "sdxl", "sd1", "unknown")
@@ -75,9 +83,6 @@ SDXL_LAYOUT_FAMILIES: dict[str, DepthSignature] = {
 
 
 """Smallest first: the base is the first family that has every targeted module."""
-
-
-CONTEXT_WIDTH_BASE = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 
 
 LCM_RANK = 64
@@ -219,7 +224,7 @@ def targets_of(shapes: Mapping[str, Sequence[int]]) -> Targets:
     modules: set[str] = set()
     text_encoder = False
     ranks: Counter[int] = Counter()
-    context_width = None
+    down_shapes: list[tuple[str, Sequence[int]]] = []
     for key, shape in shapes.items():
         info = parse_key(key)
         if info is None:
@@ -230,9 +235,8 @@ def targets_of(shapes: Mapping[str, Sequence[int]]) -> Targets:
         modules.add(info.module)
         if info.down and len(shape) >= 2:
             ranks[shape[0]] += 1
-            if info.module.endswith("attn2_to_k"):
-                context_width = int(shape[1])
-    return Targets(frozenset(modules), text_encoder, ranks, context_width)
+            down_shapes.append((info.module, shape[:2]))
+    return Targets(frozenset(modules), text_encoder, ranks, context_width(down_shapes))
 
 
 def classify_lora(path: str | os.PathLike[str]) -> LoraInfo:
@@ -265,7 +269,7 @@ def _coverage(modules: frozenset[str], family: str) -> float:
 
 
 def _base(targets: Targets, coverage: Mapping[str, float]) -> tuple[str, str]:
-    width_base = CONTEXT_WIDTH_BASE.get(targets.context_width or 0)
+    width_base = architecture_of_context(targets.context_width)
     if width_base in ("sd1", "sd2"):
         return width_base, f"cross-attention context width {targets.context_width} ({width_base})"
     if not targets.unet_modules:
