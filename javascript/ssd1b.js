@@ -23,22 +23,6 @@
     const TABS = ["txt2img", "img2img"];
     const INSPECT_URL = "./ssd1b/v1/inspect?checkpoint=";
     const SETTLE_MS = 250;
-    // Labels of ssd1b/families.py, for a server that answers with the family id only.
-    const FAMILY_LABELS = {
-        "sdxl": "SDXL",
-        "ssd-1b": "SSD-1B",
-        "segmind-vega": "Segmind Vega",
-        "sdxl-distilled": "Distilled SDXL",
-        "koala-700m": "KOALA-700M",
-        "koala-1b": "KOALA-1B",
-        "sdxl-refiner": "SDXL Refiner",
-        "sdxl-inpaint": "SDXL Inpainting",
-        "sd1": "SD 1.x",
-        "sd2": "SD 2.x",
-        "unknown": "Unknown",
-    };
-    const DISTILLED = ["ssd-1b", "segmind-vega", "sdxl-distilled", "koala-700m", "koala-1b"];
-
     const state = {started: false, title: null, request: 0, timer: null};
 
     function root() {
@@ -83,8 +67,8 @@
         const element = badge();
         if (!element) return;
         const family = report && report.family ? String(report.family) : "unknown";
-        const label = report && report.label ? report.label : FAMILY_LABELS[family] || family;
-        const distilled = report && "distilled" in report ? Boolean(report.distilled) : DISTILLED.includes(family);
+        const label = report && report.label ? report.label : family;
+        const distilled = Boolean(report && report.distilled);
         element.textContent = String(label);
         element.dataset.family = family;
         element.dataset.distilled = distilled ? "true" : "false";

@@ -10,7 +10,7 @@ from pathlib import Path
 from ssd1b.checkpoint import Header, HeaderError, collector_paused, format_bytes, read_header
 from ssd1b.convert.pipeline import pipeline_of_part
 from ssd1b.diffusers_names import UnknownTensorNameError, is_diffusers_unet, unet_to_ldm
-from ssd1b.families import FAMILIES, UNET_PREFIX, Classification, KeyIndex, classify_index, index_of, unet_facts
+from ssd1b.families import FAMILIES, UNET_PREFIX, Classification, Family, KeyIndex, classify_index, index_of, unet_facts
 from ssd1b.unet_config import numbering_hole
 
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -45,6 +45,8 @@ class Report:
             "ok": self.ok,
             "error": self.error,
             "family": self.family,
+            "label": self.info.label if self.info else None,
+            "distilled": self.info.distilled if self.info else None,
             "depths": self.depths,
             "unet_params": self.unet_params,
             "has_vae": self.has_vae,
@@ -52,6 +54,10 @@ class Report:
             "dtype": self.dtype,
             "bytes": self.bytes,
         }
+
+    @property
+    def info(self) -> Family | None:
+        return FAMILIES.get(self.family or "")
 
     @property
     def label(self) -> str:

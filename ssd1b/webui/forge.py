@@ -229,6 +229,7 @@ def loaded_report() -> dict[str, Any] | None:
         "checkpoint": getattr(info, "title", os.path.basename(filename)),
         "family": report.family,
         "label": report.label,
+        "distilled": bool(report.info and report.info.distilled),
         "depths": report.depths,
         "unet_params": report.unet_params,
         "loaded_by": "forge",

@@ -376,6 +376,7 @@ def _report(model: Any, checkpoint_keys: Iterable[str], checkpoint: Classificati
         "checkpoint": title,
         "family": checkpoint.family,
         "label": checkpoint.info.label,
+        "distilled": checkpoint.info.distilled,
         "depths": checkpoint.depths.to_json() if checkpoint.depths is not None else None,
         "unet_params": count_parameters(unet) if unet is not None else 0,
         "missing": diff.missing,

@@ -12,7 +12,20 @@ from ssd1b.families import SSD_1B_SIGNATURE
 from tests import synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
-JSON_KEYS = {"path", "ok", "error", "family", "depths", "unet_params", "has_vae", "has_text_encoders", "dtype", "bytes"}
+JSON_KEYS = {
+    "path",
+    "ok",
+    "error",
+    "family",
+    "label",
+    "distilled",
+    "depths",
+    "unet_params",
+    "has_vae",
+    "has_text_encoders",
+    "dtype",
+    "bytes",
+}
 
 
 def run(*argv):
@@ -49,6 +62,8 @@ def test_json_contract_on_a_folder(models):
         "ok": True,
         "error": None,
         "family": "ssd-1b",
+        "label": "SSD-1B",
+        "distilled": True,
         "depths": SSD_1B_SIGNATURE.to_json(),
         "unet_params": 1_331_334_404,
         "has_vae": True,

@@ -122,6 +122,7 @@ def test_switching_families_rebuilds_and_every_load_is_exact(host, capsys):
             "checkpoint": info.title,
             "family": family,
             "label": label,
+            "distilled": family != "sdxl",
             "depths": signature_from_keys(reference).to_json(),
             "unet_params": params,
             "missing": [],
