@@ -8,42 +8,12 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-RESNET_PARTS = {
-    "conv1": "in_layers_2",
-    "conv2": "out_layers_3",
-    "time_emb_proj": "emb_layers_1",
-    "conv_shortcut": "skip_connection",
-    "norm1": "in_layers_0",
-    "norm2": "out_layers_0",
-}
+from ssd1b.diffusers_names import FIXED, SDXL_NUMBERING, block_path, mid_path
 
-
-FIXED_DIFFUSERS_NAMES = {
-    "time_embedding_linear_1": "time_embed_0",
-    "time_embedding_linear_2": "time_embed_2",
-    "add_embedding_linear_1": "label_emb_0_0",
-    "add_embedding_linear_2": "label_emb_0_2",
-    "conv_in": "input_blocks_0_0",
-    "conv_norm_out": "out_0",
-    "conv_out": "out_2",
-}
-
-
-DIFFUSERS_BLOCK_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"down_blocks_(\d+)_attentions_(\d+)_(.+)"), "input_blocks_{in_a}_1_{rest}"),
-    (re.compile(r"down_blocks_(\d+)_resnets_(\d+)_(.+)"), "input_blocks_{in_a}_0_{res}"),
-    (re.compile(r"down_blocks_(\d+)_downsamplers_0_conv()()"), "input_blocks_{down}_0_op"),
-    (re.compile(r"mid_block_attentions_0_()()(.+)"), "middle_block_1_{rest}"),
-    (re.compile(r"mid_block_resnets_()(\d+)_(.+)"), "middle_block_{mid}_{res}"),
-    (re.compile(r"up_blocks_(\d+)_attentions_(\d+)_(.+)"), "output_blocks_{out_a}_1_{rest}"),
-    (re.compile(r"up_blocks_(\d+)_resnets_(\d+)_(.+)"), "output_blocks_{out_a}_0_{res}"),
-    (re.compile(r"up_blocks_(\d+)_upsamplers_0_conv()()"), "output_blocks_{up}_2_conv"),
-)
-
-
-"""diffusers → ldm for the SDXL layout (3 levels; up blocks with an upsampler have attentions, so it is `.2.conv`).
-SD 1.x names map to modules SDXL lacks, which is right: they have no target there."""
-
+FIXED_DIFFUSERS_NAMES = {name.replace(".", "_"): ldm.replace(".", "_") for name, ldm in FIXED.items()}
+"""`ssd1b.diffusers_names.FIXED` in the underscore form LoRA keys use."""
+DIFFUSERS_BLOCK = re.compile(r"(down_blocks|up_blocks)_(\d+)_(resnets|attentions|downsamplers|upsamplers)_(\d+)_(.+)")
+DIFFUSERS_MID = re.compile(r"mid_block_(resnets|attentions)_(\d+)_(.+)")
 
 KOHYA_KEY = re.compile(r"^lora_(unet|te\d?)_([^.]+)\.(.+)$")
 
@@ -111,26 +81,20 @@ def _strip_unet_prefix(module: str) -> str:
 
 @lru_cache(maxsize=1 << 16)
 def to_ldm(module: str) -> str:
-    """A UNet module name (kohya underscores, ldm or diffusers style) in ldm underscore form."""
+    """A UNet module name (kohya underscores, ldm or diffusers style) in ldm underscore form. Diffusers names are
+    numbered by `ssd1b.diffusers_names` as SDXL's full levels are (a LoRA's keys do not say the rest of their UNet)."""
     module = module.removeprefix("diffusion_model_")
     if module in FIXED_DIFFUSERS_NAMES:
         return FIXED_DIFFUSERS_NAMES[module]
-    for pattern, template in DIFFUSERS_BLOCK_RULES:
-        match = pattern.fullmatch(module)
-        if match:
-            return _fill(template, *match.groups())
+    block = DIFFUSERS_BLOCK.fullmatch(module)
+    if block:
+        side, number, kind, item, inner = block.groups()
+        return _joined(block_path(side, int(number), kind, int(item), inner, layout=SDXL_NUMBERING, strict=False))
+    mid = DIFFUSERS_MID.fullmatch(module)
+    if mid:
+        return _joined(mid_path(mid[1], int(mid[2]), mid[3], strict=False))
     return module
 
 
-def _fill(template: str, block: str, item: str, rest: str) -> str:
-    b = int(block) if block else 0
-    a = int(item) if item else 0
-    return template.format(
-        in_a=1 + 3 * b + a,
-        out_a=3 * b + a,
-        down=3 * b + 3,
-        up=3 * b + 2,
-        mid=2 * a,
-        rest=rest,
-        res=RESNET_PARTS.get(rest, rest),
-    )
+def _joined(path: tuple[str, ...]) -> str:
+    return "_".join(path).replace(".", "_")
