@@ -11,6 +11,7 @@ from ssd1b.checkpoint import Header, HeaderError, collector_paused, format_bytes
 from ssd1b.convert.pipeline import pipeline_of_part
 from ssd1b.diffusers_names import UnknownTensorNameError, is_diffusers_unet, unet_to_ldm
 from ssd1b.families import FAMILIES, UNET_PREFIX, Classification, Family, KeyIndex, classify_index, index_of, unet_facts
+from ssd1b.fileio import StampCache
 from ssd1b.unet_config import numbering_hole
 
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -85,13 +86,27 @@ def _report_from_file(path: Path, size: int | None) -> Report:
 
 
 @collector_paused()
+def read_index(path: str | os.PathLike[str]) -> tuple[Classification, KeyIndex]:
+    """What the safetensors file at `path` is, and its names and shapes, from one read of its header alone; raises
+    HeaderError (OSError included)."""
+    index = index_of(read_header(path))
+    return classify_index(index), index
+
+
 def classify_file(path: str | os.PathLike[str]) -> Classification:
     """What the safetensors file at `path` is, from its header alone; raises HeaderError."""
-    return classify_header(read_header(path))
+    return read_index(path)[0]
 
 
-def classify_header(header: Header) -> Classification:
-    return classify_index(index_of(header))
+_REPORTS: StampCache[Report] = StampCache(max_entries=64)
+
+
+def cached_report(path: str | os.PathLike[str]) -> Report:
+    """`inspect_file`, read again only when the file's size or mtime changed (never raises, as `inspect_file`)."""
+    try:
+        return _REPORTS.get(path, inspect_file)
+    except OSError:  # not even stat'able: nothing to cache, the report says why
+        return inspect_file(path)
 
 
 def report_from_header(path: str, header: Header) -> Report:

@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import count
 from math import prod
-from pathlib import Path
 
 from ssd1b.checkpoint import Header, read_header
 from ssd1b.families import architecture_label, architecture_of_context, context_width
+from ssd1b.fileio import StampCache
 from ssd1b.lora.keys import parse_key
 from ssd1b.lora.kind import classify_header
 
@@ -368,46 +367,24 @@ def _wrong_lcm(kind: str, family: str) -> tuple[str | None, str | None]:
 
 # --- cache: a network's targets per (path, size, mtime) -----------------------------------------------------------
 
-_TARGETS: dict[str, tuple[tuple[int, int], NetworkTargets]] = {}
-_FITS: dict[tuple[str, tuple[int, int], int, str], NetworkFit] = {}
-_LOCK = threading.Lock()
-MAX_CACHED_FITS = 512
+_TARGETS: StampCache[NetworkTargets] = StampCache()
+_FITS: StampCache[NetworkFit] = StampCache()
 
 
 def cached_targets(path: str | os.PathLike[str]) -> NetworkTargets:
     """`network_targets` of the file, read again only when its size or mtime changed."""
-    key, stamp = str(path), _stamp(path)
-    with _LOCK:
-        cached = _TARGETS.get(key)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    targets = network_targets(read_header(path))
-    with _LOCK:
-        _TARGETS[key] = (stamp, targets)
-    return targets
+    return _TARGETS.get(path, lambda file: network_targets(read_header(file)))
 
 
 def cached_fit(path: str | os.PathLike[str], name: str, model: ModelModules, family: str, label: str) -> NetworkFit:
     """`fit_network` for a file, cached per (path, size, mtime, model, name)."""
-    key = (str(path), _stamp(path), model.token, f"{family}\0{label}\0{name}")
-    with _LOCK:
-        cached = _FITS.get(key)
-    if cached is not None:
-        return cached
-    fit = fit_network(name, cached_targets(path), model, family, label)
-    with _LOCK:
-        if len(_FITS) >= MAX_CACHED_FITS:
-            _FITS.clear()
-        _FITS[key] = fit
-    return fit
+
+    def fit(file: str | os.PathLike[str]) -> NetworkFit:
+        return fit_network(name, cached_targets(file), model, family, label)
+
+    return _FITS.get(path, fit, model.token, family, label, name)
 
 
 def clear_cache() -> None:
-    with _LOCK:
-        _TARGETS.clear()
-        _FITS.clear()
-
-
-def _stamp(path: str | os.PathLike[str]) -> tuple[int, int]:
-    status = Path(path).stat()
-    return (status.st_size, status.st_mtime_ns)
+    _TARGETS.clear()
+    _FITS.clear()

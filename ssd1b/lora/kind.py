@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -58,6 +57,7 @@ from ssd1b.families import (
     architecture_of_context,
     context_width,
 )
+from ssd1b.fileio import StampCache
 from ssd1b.lora.keys import parse_key
 
 LORA_KINDS = ("lcm-ssd-1b", "lcm-sdxl", "lcm-sd1", "vegart", "ssd-1b", "segmind-vega", "sdxl", "sd1", "unknown")
@@ -315,10 +315,7 @@ def _touches_resnets_and_attention(modules: Iterable[str]) -> bool:
     return any(name.endswith("emb_layers_1") for name in names) and any("attn1_to_q" in name for name in names)
 
 
-_CACHE: dict[str, tuple[tuple[int, int], LoraInfo]] = {}
-
-
-_CACHE_LOCK = threading.Lock()
+_INFO: StampCache[LoraInfo] = StampCache()
 
 
 def find_loras(folder: str | os.PathLike[str], kind: str | None = None) -> list[FoundLora]:
@@ -342,18 +339,6 @@ def _safetensors_files(folder: Path) -> Iterator[Path]:
 
 def _cached_info(path: Path) -> LoraInfo | None:
     try:
-        status = path.stat()
-    except OSError:
-        return None
-    stamp = (status.st_size, status.st_mtime_ns)
-    with _CACHE_LOCK:
-        cached = _CACHE.get(str(path))
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    try:
-        info = classify_lora(path)
+        return _INFO.get(path, classify_lora)
     except (HeaderError, OSError):
         return None
-    with _CACHE_LOCK:
-        _CACHE[str(path)] = (stamp, info)
-    return info

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ssd1b.checkpoint import HeaderError, read_header
-from ssd1b.inspect import inspect_file
+from ssd1b.inspect import cached_report
 from ssd1b.options import option_value
 from ssd1b.webui import host
 from ssd1b.webui.patching import Patches
@@ -223,7 +223,7 @@ def loaded_report() -> dict[str, Any] | None:
     filename = getattr(model, "filename", None)
     if not filename:
         return None
-    report = inspect_file(filename)
+    report = cached_report(filename)
     info = getattr(model, "sd_checkpoint_info", None)
     return {
         "checkpoint": getattr(info, "title", os.path.basename(filename)),

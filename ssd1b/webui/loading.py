@@ -35,6 +35,7 @@ from ssd1b import inspect as inspector
 from ssd1b.checkpoint import HeaderError
 from ssd1b.convert.pipeline import pipeline_of_part
 from ssd1b.families import UNET_PREFIX, Classification, DepthSignature, KeyIndex, classify_index, signature_from_keys
+from ssd1b.fileio import StampCache
 from ssd1b.prune import KeyDiff, PruneError, count_parameters, prune_unet, unet_key_diff
 from ssd1b.unet_config import StructureError, UNetStructure, network_params, rewrite_network_params, structure_of
 from ssd1b.webui import host
@@ -194,21 +195,23 @@ def _preflight(sd_model: Any = None, info: Any = None, *_: Any, **__: Any) -> No
         _refuse_unbuildable(found[0], found[1], _title(checkpoint_info), checkpoint_info.filename)
 
 
-def classify_file(filename: str) -> Classification | None:
-    """Classification from a safetensors header (no tensor read); None for other formats or unreadable files."""
+def classify_file(filename: str | None) -> Classification | None:
+    """Classification from a safetensors header (no tensor read, cached per file version); None for other formats
+    or unreadable files."""
     found = _read_file(filename)
     return found[0] if found is not None else None
 
 
-def _read_file(filename: str) -> tuple[Classification, KeyIndex] | None:
-    if not str(filename).lower().endswith(".safetensors"):
+_FILES: StampCache[tuple[Classification, KeyIndex]] = StampCache(max_entries=64)
+
+
+def _read_file(filename: str | None) -> tuple[Classification, KeyIndex] | None:
+    if not filename or not str(filename).lower().endswith(".safetensors"):
         return None
     try:
-        header = inspector.read_header(filename)
+        return _FILES.get(filename, inspector.read_index)
     except (HeaderError, OSError):
         return None
-    index = inspector.index_of(header)
-    return classify_index(index), index
 
 
 def _refuse_unbuildable(checkpoint: Classification, index: KeyIndex, title: str, filename: str | None) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from typing import Any
 
 from ssd1b import inspect as inspect_core
@@ -12,20 +11,9 @@ from ssd1b.families import FAMILIES
 UNKNOWN_FAMILY = "unknown"
 
 
-@lru_cache(maxsize=64)
-def _inspect_cached(path: str, mtime_ns: int, size: int) -> Any:
-    return inspect_core.inspect_file(path)
-
-
 def inspect_path(path: str | None) -> Any | None:
     """The header report of a checkpoint file (cached per path, modification time and size)."""
-    if not path:
-        return None
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return _inspect_cached(path, stat.st_mtime_ns, stat.st_size)
+    return inspect_core.cached_report(path) if path else None
 
 
 def checkpoint_path(title: str) -> str | None:

@@ -68,7 +68,7 @@ CHECKPOINT_VAE = VaeChoice("checkpoint")
 def checkpoint_facts(model: Any) -> CheckpointFacts:
     """Family and VAE presence from the checkpoint's header (or the loading adapter's report)."""
     report = getattr(model, LOAD_REPORT_ATTR, None) or {}
-    classification = classify_checkpoint(checkpoint_filename(model))
+    classification = loading.classify_file(checkpoint_filename(model))
     family = classification.family if classification else report.get("family")
     has_vae = classification.has_vae if classification else report.get("has_vae")
     if family not in FAMILIES:
@@ -88,26 +88,9 @@ def is_target(facts: CheckpointFacts) -> bool:
     return facts.distilled or (facts.sdxl and bool(option_value(host.opts(), "ssd1b_vae_policy_all_sdxl")))
 
 
-_classification_cache: dict[tuple[str, int, int], Classification | None] = {}
-
-
-def classify_checkpoint(filename: str | None) -> Classification | None:
-    """`loading.classify_file`, read once per file version (keyed by path, size and mtime)."""
-    if not filename or not str(filename).lower().endswith(".safetensors"):
-        return None
-    try:
-        stat = os.stat(filename)
-    except OSError:
-        return None
-    key = (os.path.abspath(filename), stat.st_size, stat.st_mtime_ns)
-    if key not in _classification_cache:
-        _classification_cache[key] = loading.classify_file(filename)
-    return _classification_cache[key]
-
-
 def target_classification(filename: str | None) -> Classification | None:
     """The file's classification (from its header, cached) when it is a target of the VAE section, else None."""
-    classification = classify_checkpoint(filename)
+    classification = loading.classify_file(filename)
     if classification is None or not is_target(facts_of_family(classification.family, classification.has_vae)):
         return None
     return classification
