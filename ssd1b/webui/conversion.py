@@ -29,8 +29,8 @@ from ssd1b.convert import (
     unet_ldm_shapes,
 )
 from ssd1b.families import FAMILIES, KeyIndex, classify_index
+from ssd1b.log import logger
 
-LOG_PREFIX = "[ssd1b]"
 SCAN_DEPTH = 3
 DTYPES = ("fp16", "bf16", "fp32")
 DEFAULT_DTYPE = "fp16"
@@ -158,16 +158,16 @@ def convert(name: str, dtype: str = DEFAULT_DTYPE, overwrite: bool = False, prog
 
 def _run(pipeline: Pipeline, dtype: str, overwrite: bool, progress: Progress | None) -> Conversion:
     started = time.monotonic()
-    print(f"{LOG_PREFIX} converting the diffusers pipeline {pipeline.folder} to {pipeline.target} ({dtype})")
+    logger.info(f"converting the diffusers pipeline {pipeline.folder} to {pipeline.target} ({dtype})")
     try:
         result = convert_file(pipeline.folder, pipeline.target, dtype, overwrite=overwrite, progress=progress)
     except (ConvertError, OSError) as error:
-        print(f"{LOG_PREFIX} {pipeline.name} not converted: {error}")
+        logger.info(f"{pipeline.name} not converted: {error}")
         raise ConversionError(f"{pipeline.name} not converted: {error}") from error
     title = _relist(pipeline.target)
     family = FAMILIES[result.family].label  # convert_file classified the file it verified
     done = Conversion(pipeline, title, family, result.bytes_written, time.monotonic() - started)
-    print(f"{LOG_PREFIX} {done.message()}")
+    logger.info(f"{done.message()}")
     return done
 
 

@@ -27,12 +27,12 @@ full VAE file), so where the A1111 path would take TAESD, Forge gets the extensi
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 from ssd1b.checkpoint import HeaderError, read_header
 from ssd1b.inspect import cached_report
+from ssd1b.log import PREFIX, logger
 from ssd1b.options import option_value
 from ssd1b.webui import host
 from ssd1b.webui.patching import Patches
@@ -41,7 +41,6 @@ from ssd1b.webui.vae import forge as forge_vae
 from ssd1b.webui.vae import hooks as vae
 from ssd1b.webui.vae.errors import VaeUnavailableError
 
-LOG_PREFIX = "[ssd1b]"
 HOOK_MARK = "_ssd1b_forge_hook"
 FORGE_VAE_KEY = "decoder.conv_in.weight"
 """What `backend.loader.replace_state_dict` looks for to take a module as the VAE."""
@@ -92,13 +91,13 @@ def install() -> None:
     if _installed or not host.probe().is_forge:
         return
     _installed = True
-    print(f"{LOG_PREFIX} Forge: {NOT_APPLIED_ON_FORGE}")
+    logger.info(f"Forge: {NOT_APPLIED_ON_FORGE}")
     try:
         for owner in _reload_owners():
             _patches.wrap(owner, "forge_model_reload", _reload)
     except AttributeError as error:
         uninstall()
-        print(f"{LOG_PREFIX} Forge without {error.name or error}: no VAE for checkpoints without one")
+        logger.info(f"Forge without {error.name or error}: no VAE for checkpoints without one")
 
 
 def uninstall() -> None:
@@ -186,7 +185,7 @@ def is_vae_module(path: str) -> bool:
 
 def _stop(title: str, why: str) -> ForgeVae:
     message = (
-        f"{LOG_PREFIX} {title} has no VAE baked in, and Forge cannot load it without one: {why}. "
+        f"{PREFIX} {title} has no VAE baked in, and Forge cannot load it without one: {why}. "
         "Choose a VAE in the VAE / Text Encoder box, or another missing-VAE choice in Settings > SSD-1B."
     )
     return ForgeVae("stop", "none", "no VAE", message=message)
@@ -198,10 +197,10 @@ def _announce(filename: str | None, choice: ForgeVae) -> None:
         return
     _decision.announced = key
     if choice.kind == "stop":
-        print(choice.message, file=sys.stderr)
+        logger.warning(choice.message)
     elif choice.kind != "checkpoint":
         given = ", added to Forge's modules for this load" if choice.kind == "file" else ""
-        print(f"{LOG_PREFIX} VAE for {os.path.basename(filename or '')}: {choice.label} ({choice.reason}){given}")
+        logger.info(f"VAE for {os.path.basename(filename or '')}: {choice.label} ({choice.reason}){given}")
 
 
 def process(p: Any) -> None:

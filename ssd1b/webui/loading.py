@@ -36,12 +36,12 @@ from ssd1b.checkpoint import HeaderError
 from ssd1b.convert.pipeline import pipeline_of_part
 from ssd1b.families import UNET_PREFIX, Classification, DepthSignature, KeyIndex, classify_index, signature_from_keys
 from ssd1b.fileio import StampCache
+from ssd1b.log import PREFIX, logger
 from ssd1b.prune import KeyDiff, PruneError, count_parameters, prune_unet, unet_key_diff
 from ssd1b.unet_config import StructureError, UNetStructure, network_params, rewrite_network_params, structure_of
 from ssd1b.webui import host
 from ssd1b.webui.patching import Patches
 
-LOG_PREFIX = "[ssd1b]"
 SIGNATURE_ATTR = "ssd1b_signature"
 """Set on a model whose UNet structure this module decided; the host's fixed SSD-1B pruning skips it."""
 REPORT_ATTR = "ssd1b_load_report"
@@ -79,13 +79,13 @@ def install() -> None:
         return
     _installed = True
     if host.probe().manages_loading:
-        print(f"{LOG_PREFIX} Forge detected: model loading is left to Forge")
+        logger.info("Forge detected: model loading is left to Forge")
         return
     try:
         _patch_host()
     except AttributeError as error:  # a fork without the functions we hook: leave its loading alone
         uninstall()
-        print(f"{LOG_PREFIX} model loading hooks not installed, this host lacks {error.name or error}")
+        logger.info(f"model loading hooks not installed, this host lacks {error.name or error}")
 
 
 def _patch_host() -> None:
@@ -134,7 +134,7 @@ def _find_checkpoint_config(original: Callable[..., str], state_dict: Mapping[st
     try:
         return distilled_config(config, checkpoint.family, checkpoint.depths, structure)
     except (OSError, ModelLoadError, StructureError) as error:  # the load still verifies: a wrong build is refused
-        print(f"{LOG_PREFIX} warning: no config of its own for {family.label} ({error}); using {config}")
+        logger.info(f"warning: no config of its own for {family.label} ({error}); using {config}")
         return config
 
 
@@ -161,7 +161,7 @@ def _load_model_weights(original: Callable[..., Any], model: Any, checkpoint_inf
         _require_exact(model, checkpoint_keys, checkpoint, _title(checkpoint_info))
         _set_flags(model, checkpoint)
     setattr(model, REPORT_ATTR, report)
-    print(_log_line(report, checkpoint))
+    logger.info(_log_line(report, checkpoint))
     return result
 
 
@@ -217,7 +217,7 @@ def _read_file(filename: str | None) -> tuple[Classification, KeyIndex] | None:
 def _refuse_unbuildable(checkpoint: Classification, index: KeyIndex, title: str, filename: str | None) -> None:
     reason = refusal(checkpoint, index, title, filename)
     if reason is not None:
-        raise UnsupportedModelError(f"{LOG_PREFIX} {reason}")
+        raise UnsupportedModelError(f"{PREFIX} {reason}")
 
 
 def refusal(checkpoint: Classification, index: KeyIndex, title: str, filename: str | None = None) -> str | None:
@@ -299,7 +299,7 @@ def config_dir() -> Path:
             continue
         if os.access(candidate, os.W_OK):
             return candidate
-    raise ModelLoadError(f"{LOG_PREFIX} no writable folder for the distilled model configs")
+    raise ModelLoadError(f"{PREFIX} no writable folder for the distilled model configs")
 
 
 def _write_if_changed(path: Path, content: str) -> Path:
@@ -343,7 +343,7 @@ def _fit_unet(model: Any, checkpoint: Classification, index: KeyIndex, title: st
                 prune_unet(unet, target)
             except PruneError as error:
                 raise ModelLoadError(
-                    f"{LOG_PREFIX} {title} ({checkpoint.info.label}) cannot be built from the model A1111 made "
+                    f"{PREFIX} {title} ({checkpoint.info.label}) cannot be built from the model A1111 made "
                     f"for it: {error}"
                 ) from error
 
@@ -362,7 +362,7 @@ def _mismatch_message(diff: KeyDiff, model: Any, checkpoint: Classification, tit
         else ""
     )
     return (
-        f"{LOG_PREFIX} {title} ({checkpoint.info.label}) does not fit the UNet built for it: "
+        f"{PREFIX} {title} ({checkpoint.info.label}) does not fit the UNet built for it: "
         f"{_count_and_first(diff.missing, 'missing')}, {_count_and_first(diff.unexpected, 'unexpected')}.{depths} "
         "Not loaded: with strict=False the missing weights would stay zero and the images would be noise."
     )
@@ -390,7 +390,7 @@ def _report(model: Any, checkpoint_keys: Iterable[str], checkpoint: Classificati
 def _log_line(report: Mapping[str, Any], checkpoint: Classification) -> str:
     missing, unexpected = report["missing"], report["unexpected"]
     line = (
-        f"{LOG_PREFIX} {checkpoint.info.label} UNet: {report['unet_params']:,} parameters, "
+        f"{PREFIX} {checkpoint.info.label} UNet: {report['unet_params']:,} parameters, "
         f"{len(missing)} missing / {len(unexpected)} unexpected keys ({report['checkpoint']})"
     )
     if missing or unexpected:

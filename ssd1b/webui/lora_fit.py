@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from ssd1b.checkpoint import HeaderError
+from ssd1b.log import logger
 from ssd1b.lora import ModelModules, NetworkFit, cached_fit, model_modules
 from ssd1b.options import option_value
 from ssd1b.webui import host
 from ssd1b.webui.loading import REPORT_ATTR
 
-LOG_PREFIX = "[ssd1b]"
 OPTION = "ssd1b_lora_fit_messages"
 INFOTEXT_KEY = "SSD-1B LoRA fit"
 NETWORK_TAG = re.compile(r"<(?:lora|lyco):([^>:]+)(?::[^>]*)?>")
@@ -58,7 +58,7 @@ def _losing_fits(names: Iterable[str], model: Any, p: Any) -> list[NetworkFit]:
         fit = network_fit(name, model)
         if fit is None or not fit.loses:
             continue
-        print(f"{LOG_PREFIX} {fit.console()}")
+        logger.info(f"{fit.console()}")
         if callable(getattr(p, "comment", None)):
             p.comment(fit.comment())
         losing.append(fit)
@@ -97,7 +97,7 @@ def network_fit(name: str, model: Any) -> NetworkFit | None:
     itself) or cannot be inspected (said in the console)."""
     fit, problem = fit_or_problem(name, model)
     if problem is not None:
-        print(f"{LOG_PREFIX} LoRA fit: {name} not checked: {problem}")
+        logger.info(f"LoRA fit: {name} not checked: {problem}")
     return fit
 
 

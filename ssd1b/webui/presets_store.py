@@ -3,18 +3,16 @@ the panel and the API."""
 
 from __future__ import annotations
 
-import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ssd1b import presets as presets_core
+from ssd1b.log import logger
 from ssd1b.presets.apply import (
     Catalog,
 )
 from ssd1b.webui import host
-
-LOG_PREFIX = "[ssd1b]"
 
 
 def presets_path() -> Path:
@@ -34,5 +32,5 @@ def store() -> Any:
 def catalog() -> Catalog:
     found = Catalog.from_store(store())
     if found.problem:
-        print(f"{LOG_PREFIX} {presets_path()}: {found.problem}", file=sys.stderr)
+        logger.warning(f"{presets_path()}: {found.problem}")
     return found

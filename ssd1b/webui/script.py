@@ -31,13 +31,13 @@ catches every exception a script raises and carries on, so there they are report
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from modules import scripts
 
 from ssd1b import presets as presets_core
+from ssd1b.log import logger
 from ssd1b.presets.apply import (
     ARGS,
     SCRIPT_TITLE,
@@ -51,7 +51,7 @@ from ssd1b.presets.apply import (
 from ssd1b.webui import host, lora_fit
 from ssd1b.webui.panel.events import HostEvents, wire_host_events
 from ssd1b.webui.panel.layout import Panel, build_panel, tab_of
-from ssd1b.webui.presets_store import LOG_PREFIX, catalog
+from ssd1b.webui.presets_store import catalog
 
 __all__ = ["ARGS", "SCRIPT_TITLE", "ScriptArgsError", "Ssd1bScript"]
 
@@ -81,12 +81,12 @@ def apply_to_processing(p: Any, preset: Any) -> LoraChoice | None:
         p.negative_prompt, lambda text: presets_core.merge_negative(text, preset.negative_prompt)
     )
     for note in notes:
-        print(f"{LOG_PREFIX} preset {preset.name}: {note}")
+        logger.info(f"preset {preset.name}: {note}")
     if not preset.lora:
         return None
     choice = choose_lora(preset, host.lora_dir())
     if choice.warning:
-        print(f"{LOG_PREFIX} preset {preset.name}: {choice.warning}", file=sys.stderr)
+        logger.warning(f"preset {preset.name}: {choice.warning}")
     p.prompt = _map_prompts(p.prompt, lambda text: add_lora_tag(text, choice))
     return choice
 
@@ -106,7 +106,7 @@ def generation_uses(p: Any, preset: Any) -> bool:
 
 
 def report_bad_args(p: Any, error: ScriptArgsError) -> None:
-    print(f"{LOG_PREFIX} {error} (the generation runs without the preset)", file=sys.stderr)
+    logger.warning(f"{error} (the generation runs without the preset)")
     extra = getattr(p, "extra_generation_params", None)
     if isinstance(extra, dict):
         extra[INFOTEXT_ERROR] = str(error)
@@ -168,7 +168,7 @@ class Ssd1bScript(scripts.Script):
         self.events = wire_host_events(self.panel, self.host_components)
         missing = sorted(set(host.host_fields(self.tab)) - set(self.host_components))
         if missing:
-            print(f"{LOG_PREFIX} {self.tab}: host fields not found, the presets panel leaves them alone: {missing}")
+            logger.info(f"{self.tab}: host fields not found, the presets panel leaves them alone: {missing}")
 
     def process(self, p: Any, *args: Any) -> None:
         """Every generation, panel open or not: the VAE hooks' work (infotext, early warning) and the LoRA fit (after

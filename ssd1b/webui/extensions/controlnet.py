@@ -42,9 +42,9 @@ from ssd1b.ip_adapter_layers import (
     adapter_key_layer,
     fit_from_parameters,
 )
+from ssd1b.log import logger
 from ssd1b.webui.patching import Patches
 
-LOG_PREFIX = "[ssd1b]"
 INFOTEXT_IP_ADAPTER = "SSD-1B IP-Adapter"
 INFOTEXT_CONTROLNET = "SSD-1B ControlNet"
 VERSION_MODULE = "scripts.controlnet_version"
@@ -195,16 +195,16 @@ def patch_controlnet(announce_absent: bool = True) -> ControlNetExtension | None
     extension = probe()
     if extension is None or not extension.usable:
         if announce_absent and not _announced_absent:
-            print(f"{LOG_PREFIX} {_absent_reason(extension)}: IP-Adapter and ControlNet are left as they are")
+            logger.info(f"{_absent_reason(extension)}: IP-Adapter and ControlNet are left as they are")
             _announced_absent = True
         return extension
     try:
         _patch_extension(extension)
     except (AttributeError, KeyError) as error:  # a fork shaped otherwise: leave all of it as it is
         _patches.restore_all(_wrapped_again)
-        print(f"{LOG_PREFIX} sd-webui-controlnet {extension.version} not adapted, it lacks {error}")
+        logger.info(f"sd-webui-controlnet {extension.version} not adapted, it lacks {error}")
         return extension
-    print(f"{LOG_PREFIX} sd-webui-controlnet {extension.version}: {_patched_features(extension)}")
+    logger.info(f"sd-webui-controlnet {extension.version}: {_patched_features(extension)}")
     return extension
 
 
@@ -239,7 +239,7 @@ def _patch_ip_adapter(code: IpAdapterCode, module: Any) -> None:
 
 
 def _wrapped_again(name: str) -> None:
-    print(f"{LOG_PREFIX} {name} was wrapped again by someone else; ours now passes straight through")
+    logger.info(f"{name} was wrapped again by someone else; ours now passes straight through")
 
 
 # --- IP-Adapter ----------------------------------------------------------------------------------------------------
@@ -441,7 +441,7 @@ def _named_modules(model: Any) -> Iterable[tuple[str, Any]]:
 
 def _say(key: str, label: str, entry: str) -> None:
     subject = "IP-Adapter" if key == INFOTEXT_IP_ADAPTER else "ControlNet"
-    print(f"{LOG_PREFIX} {subject} on {label}: {entry}")
+    logger.info(f"{subject} on {label}: {entry}")
     if (key, entry) not in _pending:
         _pending.append((key, entry))
 

@@ -17,9 +17,10 @@ from typing import Any
 
 from ssd1b.checkpoint import HeaderError, read_header
 from ssd1b.families import FAMILIES, Classification
+from ssd1b.log import PREFIX
 from ssd1b.options import option_value
 from ssd1b.webui import host, loading
-from ssd1b.webui.vae.errors import LOG_PREFIX, warn
+from ssd1b.webui.vae.errors import warn
 from ssd1b.webui.vae.taesd import taesd_instructions, taesd_missing_files
 
 LOADED_FILE_ATTR = "ssd1b_vae_file"
@@ -139,7 +140,7 @@ def _stop(model: Any, title: str, why: str = "") -> VaeChoice:
     _restore_checkpoint_vae(model)
     why = why or "the missing-VAE choice in Settings > SSD-1B is 'Stop with an error'"
     message = (
-        f"{LOG_PREFIX} {title} has no VAE baked in, so its images would be a uniform grey: {why}. "
+        f"{PREFIX} {title} has no VAE baked in, so its images would be a uniform grey: {why}. "
         "Choose a VAE in Settings > VAE, or another missing-VAE choice in Settings > SSD-1B."
     )
     return VaeChoice("stop", "none", "no VAE", message)

@@ -1,14 +1,12 @@
-"""What the VAE modules say: the console prefix, warnings, and the errors a decode/encode raises."""
+"""What the VAE modules say: warnings, and the errors a decode/encode raises."""
 
 from __future__ import annotations
 
-import sys
-
-LOG_PREFIX = "[ssd1b]"
+from ssd1b.log import logger
 
 
 def warn(message: str) -> None:
-    print(f"{LOG_PREFIX} warning: {message}", file=sys.stderr)
+    logger.warning(f"warning: {message}")
 
 
 class VaeUnavailableError(RuntimeError):

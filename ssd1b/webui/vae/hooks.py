@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from ssd1b.log import PREFIX, logger
 from ssd1b.options import option_value
 from ssd1b.webui import host
 from ssd1b.webui.vae.choice import (
@@ -45,7 +46,7 @@ from ssd1b.webui.vae.choice import (
     host_vae_file,
     is_target,
 )
-from ssd1b.webui.vae.errors import LOG_PREFIX, VaeNaNError, VaeUnavailableError, warn
+from ssd1b.webui.vae.errors import VaeNaNError, VaeUnavailableError, warn
 from ssd1b.webui.vae.taesd import is_finite, taesd_decode, taesd_encode
 from ssd1b.webui.vae.tiles import (
     CPU_TILE_PX,
@@ -142,7 +143,7 @@ def process(p: Any) -> None:
     if state is None:
         return
     if state.choice.kind == "stop":
-        print(f"{state.choice.message} This generation will fail when it decodes.", file=sys.stderr)
+        logger.warning(f"{state.choice.message} This generation will fail when it decodes.")
         return
     _record_on_p(infotext_fields(model))
 
@@ -186,9 +187,9 @@ def _options_key(model: Any) -> tuple[Any, ...]:
 
 def _log_choice(model: Any, choice: VaeChoice) -> None:
     if choice.kind == "stop":
-        print(choice.message, file=sys.stderr)
+        logger.warning(choice.message)
     elif choice.kind != "checkpoint":
-        print(f"{LOG_PREFIX} VAE for {checkpoint_title(model)}: {choice.label} ({choice.reason})")
+        logger.info(f"VAE for {checkpoint_title(model)}: {choice.label} ({choice.reason})")
 
 
 # --- wrapping first_stage_model.decode / .encode per instance ------------------------------------------------------
@@ -337,7 +338,7 @@ def _full_with_fallbacks(
         warn(f"VAE {operation} produced NaN in {_dtype_name(dtype)}")
     if option_value(host.opts(), f"ssd1b_vae_{operation}") == "Full":
         raise VaeNaNError(
-            f"{LOG_PREFIX} the VAE produced NaN in {_dtype_names(failed)}, and Settings > SSD-1B forbids TAESD "
+            f"{PREFIX} the VAE produced NaN in {_dtype_names(failed)}, and Settings > SSD-1B forbids TAESD "
             f"for {operation} ('Full')."
         )
     _note_fallback(state, operation, failed, "TAESD")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from ssd1b.webui.vae.errors import LOG_PREFIX, VaeUnavailableError, warn
+from ssd1b.log import PREFIX
+from ssd1b.webui.vae.errors import VaeUnavailableError, warn
 
 TAESD_DIR = "VAE-taesd"
 TAESD_FILES = {"decode": "taesdxl_decoder.pth", "encode": "taesdxl_encoder.pth"}
@@ -55,7 +56,7 @@ def _taesd_net(operation: str) -> torch.nn.Module:
     if loaded is None:
         path = _taesd_path(operation)
         if not os.path.isfile(path):
-            raise VaeUnavailableError(f"{LOG_PREFIX} TAESD is needed but {taesd_instructions(operation)}")
+            raise VaeUnavailableError(f"{PREFIX} TAESD is needed but {taesd_instructions(operation)}")
         loaded = (sd_vae_taesd.TAESDDecoder if operation == "decode" else sd_vae_taesd.TAESDEncoder)(path)
         loaded.eval()
         loaded.to(devices.device, devices.dtype)
