@@ -98,6 +98,25 @@ def classify_file(path: str | os.PathLike[str]) -> Classification:
     return read_index(path)[0]
 
 
+_INDEXES: StampCache[tuple[Classification, KeyIndex]] = StampCache(max_entries=64)
+
+
+def cached_index(path: str | os.PathLike[str] | None) -> tuple[Classification, KeyIndex] | None:
+    """`read_index` of a .safetensors file, read again only when the file's size or mtime changed; None for other
+    formats and for files that cannot be read."""
+    if not path or not str(path).lower().endswith(SAFETENSORS_SUFFIX):
+        return None
+    try:
+        return _INDEXES.get(path, read_index)
+    except (HeaderError, OSError):
+        return None
+
+
+def cached_classification(path: str | os.PathLike[str] | None) -> Classification | None:
+    found = cached_index(path)
+    return found[0] if found is not None else None
+
+
 _REPORTS: StampCache[Report] = StampCache(max_entries=64)
 
 

@@ -16,9 +16,7 @@ from ssd1b.unet_config import StructureError, structure_of
 
 DTYPES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32"}
 
-
 FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
-
 
 NUMBERED_BLOCK = re.compile(r"^(?P<prefix>" + re.escape(UNET_PREFIX) + r"(?:input|output)_blocks\.)(?P<number>\d+)\.")
 
@@ -197,9 +195,7 @@ TEXT_WIDTHS = re.compile(
     r"|model\.token_embedding\.weight)$"
 )
 
-
 VAE_LATENT = "first_stage_model.post_quant_conv.weight"
-
 
 UNET_LATENT = UNET_PREFIX + "input_blocks.0.0.weight"
 

@@ -23,13 +23,10 @@ if TYPE_CHECKING:
 
 COPY_CHUNK = 64 << 20
 
-
 METADATA_NOTE = "ssd1b_converted_from"
 
 
 Progress = Callable[[int, int], None]
-
-
 """Called with (bytes written, bytes to write) after each tensor."""
 
 

@@ -17,17 +17,14 @@ DIFFUSERS_MID = re.compile(r"mid_block_(resnets|attentions)_(\d+)_(.+)")
 
 KOHYA_KEY = re.compile(r"^lora_(unet|te\d?)_([^.]+)\.(.+)$")
 
-
 PEFT_KEY = re.compile(
     r"^(?:base_model\.model\.)?(?:(unet|text_encoder(?:_2)?|te\d?)\.)?(?P<module>.+?)"
     r"\.(?P<part>lora_[AB](?:\.default(?:_\d+)?)?\.weight|lora\.(?:down|up)\.weight|lora_(?:down|up)\.weight|alpha)$"
 )
 
-
 PROCESSOR_KEY = re.compile(
     r"^(?P<module>.+)\.processor\.(?P<projection>to_q|to_k|to_v|to_out)_lora\.(?P<part>down|up)\.weight$"
 )
-
 
 DOWN_PARTS = ("lora_down.weight", "lora.down.weight", "lora_A.weight", "down")
 

@@ -62,7 +62,6 @@ from ssd1b.lora.keys import parse_key
 
 LORA_KINDS = ("lcm-ssd-1b", "lcm-sdxl", "lcm-sd1", "vegart", "ssd-1b", "segmind-vega", "sdxl", "sd1", "unknown")
 
-
 KIND_BY_BASE = {
     ("ssd-1b", True): "lcm-ssd-1b",
     ("sdxl", True): "lcm-sdxl",
@@ -74,25 +73,18 @@ KIND_BY_BASE = {
     ("sd1", False): "sd1",
 }
 
-
 SDXL_LAYOUT_FAMILIES: dict[str, DepthSignature] = {
     "segmind-vega": VEGA_SIGNATURE,
     "ssd-1b": SSD_1B_SIGNATURE,
     "sdxl": SDXL_SIGNATURE,
 }
-
-
 """Smallest first: the base is the first family that has every targeted module."""
-
 
 LCM_RANK = 64
 
-
 LCM_MIN_TARGET_COVERAGE = 0.98
 
-
 LCM_METADATA_WORDS = re.compile(r"\blcm\b|latent[ _-]?consistency|vega[ _-]?rt", re.IGNORECASE)
-
 
 KOHYA_TRAINING_KEY = "ss_network_module"
 
@@ -125,27 +117,19 @@ class FoundLora:
 
 RESBLOCK_PARTS = ("in_layers.0", "in_layers.2", "emb_layers.1", "out_layers.0", "out_layers.3")
 
-
 TRANSFORMER_PARTS = ("norm", "proj_in", "proj_out")
-
 
 TRANSFORMER_BLOCK_PARTS = tuple(
     [f"{attention}.to_{projection}" for attention in ("attn1", "attn2") for projection in ("q", "k", "v", "out.0")]
     + ["ff.net.0.proj", "ff.net.2", "norm1", "norm2", "norm3"]
 )
 
-
 INPUT_LAYOUT = ("conv", "res", "res", "down", "res+skip", "res", "down", "res+skip", "res")
-
-
 """What each SDXL input block holds besides its transformer (ldm `input_blocks.i.0`)."""
-
 
 UPSAMPLING_OUTPUT_BLOCKS = (2, 5)
 
-
 STEM_MODULES = ("time_embed.0", "time_embed.2", "label_emb.0.0", "label_emb.0.2", "out.0", "out.2")
-
 
 LCM_TARGET_SUFFIXES = (
     *[f"{attention}_to_{projection}" for attention in ("attn1", "attn2") for projection in ("q", "k", "v", "out_0")],
@@ -160,8 +144,6 @@ LCM_TARGET_SUFFIXES = (
     "_0_op",
     "_conv",
 )
-
-
 """The LCM distillation scripts' peft targets (to_q, to_k, to_v, to_out.0, proj_in, proj_out, ff.net.0.proj,
 ff.net.2, conv1, conv2, conv_shortcut, downsamplers.0.conv, upsamplers.0.conv, time_emb_proj) in ldm names."""
 

@@ -8,18 +8,13 @@ from ssd1b.presets.schema import Preset, PresetError
 
 SSD_1B_CARD = "https://huggingface.co/segmind/SSD-1B"
 
-
 SSD_1B_API = "https://www.segmind.com/models/ssd-1b/api"
-
 
 VEGA_CARD = "https://huggingface.co/segmind/Segmind-Vega"
 
-
 LCM_SSD_1B_CARD = "https://huggingface.co/latent-consistency/lcm-lora-ssd-1b"
 
-
 VEGART_CARD = "https://huggingface.co/segmind/Segmind-VegaRT"
-
 
 BUILTIN_PRESETS: tuple[Preset, ...] = (
     Preset(
@@ -87,9 +82,7 @@ BUILTIN_PRESETS: tuple[Preset, ...] = (
     ),
 )
 
-
 DEFAULT_PRESET_BY_FAMILY = {"ssd-1b": "SSD-1B", "segmind-vega": "Segmind Vega"}
-
 
 RESOLUTIONS: tuple[tuple[int, int], ...] = (
     (1024, 1024),
@@ -102,8 +95,6 @@ RESOLUTIONS: tuple[tuple[int, int], ...] = (
     (1536, 640),
     (640, 1536),
 )
-
-
 """1024×1024 and the SDXL training buckets Segmind lists for SSD-1B and Vega."""
 
 

@@ -10,16 +10,11 @@ from ssd1b.presets.schema import Preset
 
 INFOTEXT_PRESET = "SSD-1B preset"
 
-
 INFOTEXT_LORA = "SSD-1B LCM-LoRA"
 
-
 INFOTEXT_PRESET_ALIASES = (INFOTEXT_PRESET, "1B preset")
-
-
 """v1.6's infotext parser only takes word characters and spaces in a key, so "SSD-1B preset" comes back as
 "1B preset" there (see ssd1b.webui.host.parsed_infotext_key)."""
-
 
 _OPENERS = {"(": ")", "[": "]", "{": "}", "<": ">"}
 

@@ -8,7 +8,6 @@ from ssd1b.presets.schema import Preset
 
 AUTOMATIC_SCHEDULER = "Automatic"
 
-
 SCHEDULER_LABELS = (
     "Automatic",
     "Uniform",
@@ -23,22 +22,14 @@ SCHEDULER_LABELS = (
     "DDIM",
     "Beta",
 )
-
-
 """Scheduler labels of A1111 v1.10.1 (modules/sd_schedulers.py); before v1.9 a few were part of sampler names
 ("DPM++ 2M Karras", "DPM++ 2M SDE Exponential")."""
 
-
 SAMPLER_SINCE = {"LCM": "1.8.0", "DDIM CFG++": "1.10.0"}
-
-
 """Samplers newer than v1.6.0 (read from modules/sd_samplers_*.py per tag): 'LCM' arrived with
 sd_samplers_lcm.py in v1.8.0."""
 
-
 SAMPLER_FALLBACKS = {"LCM": ("Euler a", "Euler"), "UniPC": ("DPM++ 2M", "DPM++ 2M Karras", "Euler a")}
-
-
 """What to use when the host lacks a sampler. A judgement call, not a source: LCM-LoRAs still work with a plain
 Euler sampler at the same step count, with some loss of quality."""
 

@@ -14,9 +14,7 @@ from ssd1b.lora.kind import LORA_KINDS
 
 MAX_NAME_LENGTH = 100
 
-
 MAX_TEXT_LENGTH = 10_000
-
 
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -108,11 +106,8 @@ SCHEMA: dict[str, FieldSpec] = {
     "lora_weight": FieldSpec("number", required=False, low=-5, high=5),
     "source": FieldSpec("text", required=False, max_length=2000),
 }
-
-
 """The preset schema: A1111's own slider limits for steps (1–150), CFG (up to 30; 0 allowed, VegaRT's card uses
 it) and sizes (64–2048, step 8)."""
-
 
 _DEFAULTS = {item.name: item.default for item in fields(Preset)}
 

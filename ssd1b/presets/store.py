@@ -17,12 +17,9 @@ from ssd1b.presets.schema import Preset, PresetError, _check_field, _json_type
 
 MAX_STORE_BYTES = 4 * 1024 * 1024
 
-
 STORE_FORMAT = "sd-webui-ssd1b presets"
 
-
 STORE_VERSION = 1
-
 
 DAMAGED_SUFFIX = ".damaged-"
 
@@ -48,7 +45,6 @@ class ImportResult:
 
 
 _LOCKS: dict[str, threading.RLock] = {}
-
 
 _LOCKS_GUARD = threading.Lock()
 

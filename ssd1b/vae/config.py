@@ -14,15 +14,11 @@ Progress = Callable[[int, int], None]
 
 GridFor = Callable[[int, int], list[Box]]
 
-
 MODES = ("exact", "fast")
-
 
 OPS = ("decode", "encode")
 
-
 TILE_CHOICES_PX = (1024, 768, 512, 384, 256, 192, 128, 64)
-
 
 STATS_TARGET_LATENT = 32  # fast mode estimates GroupNorm statistics on a latent of about this many pixels a side
 

@@ -20,12 +20,9 @@ from ssd1b.vae.tiled import _stats_factor
 
 LATENT_FACTOR = 8  # image pixels per latent pixel (SD 1.x, SDXL, SSD-1B, Vega)
 
-
 DEFAULT_OVERLAP_PX = TileConfig.overlap_px
 
-
 EXACT_HALO_PX = 8  # image pixels an exact-mode tile's working set extends beyond its core on each side (fitted)
-
 
 TILE_WORK_MIN_BYTES = 4  # the per-tile working set computes in float32 whatever the model's dtype
 

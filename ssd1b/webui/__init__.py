@@ -12,7 +12,7 @@ from importlib import import_module
 CONCERNS = (
     "ssd1b.webui.settings",
     "ssd1b.webui.loading",
-    "ssd1b.webui.vae.hooks",
+    "ssd1b.webui.vae",
     "ssd1b.webui.forge",
     "ssd1b.webui.api",
     "ssd1b.webui.extensions.controlnet",

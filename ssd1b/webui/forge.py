@@ -34,11 +34,10 @@ from ssd1b.checkpoint import HeaderError, read_header
 from ssd1b.inspect import cached_report
 from ssd1b.log import PREFIX, logger
 from ssd1b.options import option_value
-from ssd1b.webui import host
+from ssd1b.webui import host, vae
 from ssd1b.webui.patching import Patches
 from ssd1b.webui.vae import choice as vae_choice
 from ssd1b.webui.vae import forge as forge_vae
-from ssd1b.webui.vae import hooks as vae
 from ssd1b.webui.vae.errors import VaeUnavailableError
 
 HOOK_MARK = "_ssd1b_forge_hook"

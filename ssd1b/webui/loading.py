@@ -32,10 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from ssd1b import inspect as inspector
-from ssd1b.checkpoint import HeaderError
 from ssd1b.convert.pipeline import pipeline_of_part
 from ssd1b.families import UNET_PREFIX, Classification, DepthSignature, KeyIndex, classify_index, signature_from_keys
-from ssd1b.fileio import StampCache
 from ssd1b.log import PREFIX, logger
 from ssd1b.prune import KeyDiff, PruneError, count_parameters, prune_unet, unet_key_diff
 from ssd1b.unet_config import StructureError, UNetStructure, network_params, rewrite_network_params, structure_of
@@ -198,20 +196,11 @@ def _preflight(sd_model: Any = None, info: Any = None, *_: Any, **__: Any) -> No
 def classify_file(filename: str | None) -> Classification | None:
     """Classification from a safetensors header (no tensor read, cached per file version); None for other formats
     or unreadable files."""
-    found = _read_file(filename)
-    return found[0] if found is not None else None
-
-
-_FILES: StampCache[tuple[Classification, KeyIndex]] = StampCache(max_entries=64)
+    return inspector.cached_classification(filename)
 
 
 def _read_file(filename: str | None) -> tuple[Classification, KeyIndex] | None:
-    if not filename or not str(filename).lower().endswith(".safetensors"):
-        return None
-    try:
-        return _FILES.get(filename, inspector.read_index)
-    except (HeaderError, OSError):
-        return None
+    return inspector.cached_index(filename)
 
 
 def _refuse_unbuildable(checkpoint: Classification, index: KeyIndex, title: str, filename: str | None) -> None:

@@ -55,9 +55,7 @@ from ssd1b.webui.presets_store import catalog
 
 __all__ = ["ARGS", "SCRIPT_TITLE", "ScriptArgsError", "Ssd1bScript"]
 
-
 INFOTEXT_PRESET = presets_core.INFOTEXT_PRESET
-
 
 INFOTEXT_ERROR = "SSD-1B preset error"
 
@@ -173,8 +171,7 @@ class Ssd1bScript(scripts.Script):
     def process(self, p: Any, *args: Any) -> None:
         """Every generation, panel open or not: the VAE hooks' work (infotext, early warning) and the LoRA fit (after
         the host applied styles and `before_process` the preset's LoRA, before any network is activated)."""
-        from ssd1b.webui import forge
-        from ssd1b.webui.vae import hooks as vae
+        from ssd1b.webui import forge, vae
 
         if vae.is_installed():
             vae.process(p)

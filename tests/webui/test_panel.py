@@ -485,7 +485,7 @@ def test_the_entry_script_exposes_a_script_class_the_host_collects(webui):
 
 @pytest.mark.parametrize("installed", [True, False])
 def test_every_generation_reaches_the_vae_hooks_whatever_the_panel_state(webui, page, monkeypatch, installed):
-    vae = webui.module("ssd1b.webui.vae.hooks")
+    vae = webui.module("ssd1b.webui.vae")
     seen = []
     monkeypatch.setattr(vae, "process", seen.append)
     monkeypatch.setattr(vae, "is_installed", lambda: installed)

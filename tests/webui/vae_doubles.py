@@ -129,7 +129,7 @@ def write_taesd_files(models_dir: Path, taesd_module, kinds: Iterable[str] = ("d
 
 def with_vae_modules(webui):
     """The fake host with the modules the VAE tests drive as attributes (installing the adapter is the caller's)."""
-    webui.vae = webui.module("ssd1b.webui.vae.hooks")
+    webui.vae = webui.module("ssd1b.webui.vae")
     webui.vae_choice = webui.module("ssd1b.webui.vae.choice")
     webui.vae_tiles = webui.module("ssd1b.webui.vae.tiles")
     webui.sd_models = webui.module("sd_models")

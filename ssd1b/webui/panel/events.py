@@ -34,7 +34,6 @@ from ssd1b.webui.presets_store import catalog, store
 
 APPLY_ON_SELECT_OPTION = "ssd1b_apply_preset_on_select"
 
-
 FIELD_ORDER = ("prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "sampler", "scheduler")
 
 

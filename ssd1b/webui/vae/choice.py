@@ -17,10 +17,12 @@ from typing import Any
 
 from ssd1b.checkpoint import HeaderError, read_header
 from ssd1b.families import FAMILIES, Classification
+from ssd1b.inspect import cached_classification
 from ssd1b.log import PREFIX
 from ssd1b.options import option_value
-from ssd1b.webui import host, loading
+from ssd1b.webui import host
 from ssd1b.webui.vae.errors import warn
+from ssd1b.webui.vae.state import CHECKPOINT_VAE, VaeChoice
 from ssd1b.webui.vae.taesd import taesd_instructions, taesd_missing_files
 
 LOADED_FILE_ATTR = "ssd1b_vae_file"
@@ -50,26 +52,10 @@ class CheckpointFacts:
     """None: unknown (not a safetensors file and no load report): the host's VAE handling stands."""
 
 
-@dataclass(frozen=True)
-class VaeChoice:
-    kind: str
-    """checkpoint | host | file | taesd | stop"""
-    label: str = ""
-    reason: str = ""
-    message: str = ""
-    """For `stop`: the error raised instead of decoding."""
-
-    def infotext(self) -> str | None:
-        return None if self.kind in ("checkpoint", "stop") else f"{self.label} ({self.reason})"
-
-
-CHECKPOINT_VAE = VaeChoice("checkpoint")
-
-
 def checkpoint_facts(model: Any) -> CheckpointFacts:
     """Family and VAE presence from the checkpoint's header (or the loading adapter's report)."""
     report = getattr(model, LOAD_REPORT_ATTR, None) or {}
-    classification = loading.classify_file(checkpoint_filename(model))
+    classification = cached_classification(checkpoint_filename(model))
     family = classification.family if classification else report.get("family")
     has_vae = classification.has_vae if classification else report.get("has_vae")
     if family not in FAMILIES:
@@ -91,7 +77,7 @@ def is_target(facts: CheckpointFacts) -> bool:
 
 def target_classification(filename: str | None) -> Classification | None:
     """The file's classification (from its header, cached) when it is a target of the VAE section, else None."""
-    classification = loading.classify_file(filename)
+    classification = cached_classification(filename)
     if classification is None or not is_target(facts_of_family(classification.family, classification.has_vae)):
         return None
     return classification
