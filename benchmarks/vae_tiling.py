@@ -5,8 +5,8 @@
     python benchmarks/vae_tiling.py --calibrate [--device cuda] [--sizes 1024,2048] [--tiles 256,512]
 
 The network is tests/helpers/sdxl_vae.py: the SDXL VAE layout at the real channel widths (128/256/512/512,
-4 latent channels) with seeded random weights; TAESD is ssd1b.vae.taesd's decoder, also random. Each variant runs in
-its own subprocess (same weights, same latent), after a small warm-up run, so that its peak memory is its own:
+4 latent channels) with seeded random weights; TAESD is tests/helpers/taesd.py's decoder, also random. Each variant runs
+in its own subprocess (same weights, same latent), after a small warm-up run, so that its peak memory is its own:
 
 - CPU: peak resident set size of the subprocess during the run minus its resident size just before it
   (``/proc/self/clear_refs`` resets the high-water mark VmHWM after the warm-up; read from /proc/self/status);
@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from ssd1b import vae as tiling  # noqa: E402
-from ssd1b.vae.taesd import TAESDDecoder, decode_taesd  # noqa: E402
 from tests.helpers.sdxl_vae import build_vae  # noqa: E402
+from tests.helpers.taesd import TAESDDecoder, decode_taesd  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 VARIANTS = ("untiled", "exact", "fast", "taesd")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ssd1b.families import NO_MIDDLE, RESBLOCK_ONLY, UNET_PREFIX, DepthSignature, KeyIndex, unet_facts
+from ssd1b.families import UNET_PREFIX, DepthSignature, KeyIndex, unet_facts
 
 UNUSED_DEPTH = 1
 """`transformer_depth` of a level without attention: sgm never reads it (SDXL's own config says 1 there too)."""
@@ -156,10 +156,6 @@ def network_params(structure: UNetStructure) -> dict[str, int | list[int]]:
         "context_dim": structure.context_dim,
         "adm_in_channels": structure.adm_in_channels,
     }
-
-
-def needs_pruning(structure: UNetStructure) -> bool:
-    return structure.signature != structure.built_signature() or structure.middle in (RESBLOCK_ONLY, NO_MIDDLE)
 
 
 _NETWORK_PARAMS = re.compile(r"^(?P<indent>[ \t]*)network_config:[ \t]*$")

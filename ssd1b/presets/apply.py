@@ -25,7 +25,6 @@ ARGS = ("enabled", "preset", "apply_at_generation")
 TIMES = "×"
 SDXL_LCM_KIND = "lcm-sdxl"
 PRESET_FIELDS = ("width", "height", "steps", "cfg_scale", "sampler", "scheduler", "negative_prompt")
-INTEGER_FIELDS = ("width", "height", "steps")
 
 
 # --- the presets on offer -----------------------------------------------------------------------------------------

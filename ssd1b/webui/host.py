@@ -113,8 +113,6 @@ HOST_FIELDS: tuple[HostField, ...] = (
 )
 TAB_END_ELEM_ID = "html_info_{tab}"
 """The output panel's infotext (gr.HTML), built after every settings field of the tab in every version."""
-CHECKPOINT_ELEM_ID = "setting_sd_model_checkpoint"
-"""The checkpoint dropdown (quicksettings, or the Settings page when the user removed it from quicksettings)."""
 
 
 def host_fields(tab: str, info: HostInfo | None = None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""TAESD / TAESDXL (ssd1b.vae.taesd): the published weight files' layout, and exact crop-with-padding tiling."""
+"""TAESD / TAESDXL (tests/helpers/taesd.py): the published weight files' layout, and exact crop-with-padding tiling."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssd1b.vae import taesd
+from tests.helpers import taesd
 
 KEYS = json.loads((Path(__file__).resolve().parents[1] / "data" / "taesdxl_keys.json").read_text())
 

@@ -5,8 +5,8 @@ The networks are plain ``nn.Sequential`` stacks whose indices ARE the state-dict
 those files load with ``strict=True``. The decoder takes the latent as the sampler produces it (for SDXL:
 already multiplied by the scale factor) and returns an image in [0, 1]; the encoder is the inverse.
 
-A1111 ≥ 1.6 ships its own copy (modules/sd_vae_taesd.py) and the adapter uses that when present; this one is
-the fallback and what the tests and the benchmark run.
+A test helper, not part of the extension: the adapter always runs the host's own copy (A1111 ≥ 1.6 and Forge ship
+modules/sd_vae_taesd.py); this one lets the tests and the benchmarks run TAESD without a host.
 
 ``decode_taesd`` tiles a decoder exactly: each tile is the latent crop grown by ``pad_latent`` pixels (clamped
 at the image border), decoded, and its core kept. Exactness needs the pad to cover the decoder's receptive
@@ -24,7 +24,6 @@ from torch import Tensor, nn
 from ssd1b.vae.grid import tile_grid
 
 WIDTH = 64
-UPSCALE = 8
 TAESD_DECODE_PAD = 19  # == receptive_pad(TAESDDecoder()), asserted by the tests
 
 
