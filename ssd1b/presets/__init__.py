@@ -21,7 +21,8 @@ Preset names are arbitrary user text (any unicode, markup, slashes, '..'): they 
 markup, never evaluated. The store file is JSON (`json` module only), written atomically.
 
 Modules: `schema` (Preset and its checks), `builtin` (the table, sizes), `prompts` (negative merge, infotext),
-`samplers`, `store` (PresetStore), `apply` (what "Apply" changes, script arguments; used by the adapter).
+`samplers`, `store` (PresetStore); for the panel and the Script: `catalog` (the presets on offer), `script_args`
+(the Script's arguments, validated) and `apply` (what "Apply" changes, the preset's LoRA).
 """
 
 from ssd1b.presets.builtin import (

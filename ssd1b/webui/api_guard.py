@@ -113,7 +113,7 @@ def checkpoint_problem(title: object) -> str | None:
 
 def script_args_problem(request: dict[str, Any]) -> str | None:
     """Why the request's arguments for our script are bad, or None."""
-    from ssd1b.presets.apply import SCRIPT_TITLE, ScriptArgsError, parse_script_args
+    from ssd1b.presets.script_args import SCRIPT_TITLE, ScriptArgsError, parse_script_args
 
     scripts = request.get("alwayson_scripts")
     if not isinstance(scripts, dict):

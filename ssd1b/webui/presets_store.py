@@ -9,9 +9,7 @@ from typing import Any
 
 from ssd1b import presets as presets_core
 from ssd1b.log import logger
-from ssd1b.presets.apply import (
-    Catalog,
-)
+from ssd1b.presets.catalog import Catalog
 from ssd1b.webui import host
 
 

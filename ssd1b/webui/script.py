@@ -38,16 +38,9 @@ from modules import scripts
 
 from ssd1b import presets as presets_core
 from ssd1b.log import logger
-from ssd1b.presets.apply import (
-    ARGS,
-    SCRIPT_TITLE,
-    LoraChoice,
-    ScriptArgsError,
-    add_lora_tag,
-    choose_lora,
-    parse_script_args,
-    preset_name_from_infotext,
-)
+from ssd1b.presets.apply import LoraChoice, add_lora_tag, choose_lora
+from ssd1b.presets.catalog import preset_name_from_infotext
+from ssd1b.presets.script_args import ARGS, SCRIPT_TITLE, ScriptArgsError, parse_script_args
 from ssd1b.webui import host, lora_fit
 from ssd1b.webui.panel.events import HostEvents, wire_host_events
 from ssd1b.webui.panel.layout import Panel, build_panel, tab_of

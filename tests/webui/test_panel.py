@@ -445,7 +445,7 @@ def test_bad_api_args_are_reported_clearly_and_the_request_runs_as_sent(webui, p
 
 
 def test_too_many_args_is_an_error_of_its_own(webui):
-    logic = webui.module("ssd1b.presets.apply")
+    logic = webui.module("ssd1b.presets.script_args")
     with pytest.raises(logic.ScriptArgsError, match="at most 3 args"):
         logic.parse_script_args([True, "", False, "extra"], logic.Catalog())
 

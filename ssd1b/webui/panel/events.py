@@ -11,14 +11,8 @@ import gradio as gr
 
 from ssd1b import presets as presets_core
 from ssd1b.options import option_value
-from ssd1b.presets.apply import (
-    TIMES,
-    HostSide,
-    clean_name,
-    plan_apply,
-    preset_from_values,
-    summary,
-)
+from ssd1b.presets.apply import TIMES, HostSide, plan_apply, summary
+from ssd1b.presets.catalog import clean_name, preset_from_values
 from ssd1b.webui import host, loading, lora_fit
 from ssd1b.webui.panel.family import (
     UNKNOWN_FAMILY,

@@ -8,12 +8,8 @@ from typing import Any
 import gradio as gr
 
 from ssd1b import presets as presets_core
-from ssd1b.presets.apply import (
-    TIMES,
-    clean_name,
-    describe_preset,
-    import_summary,
-)
+from ssd1b.presets.apply import TIMES
+from ssd1b.presets.catalog import clean_name, describe_preset, import_summary
 from ssd1b.webui import host
 from ssd1b.webui.panel import conversion as conversion_panel
 from ssd1b.webui.panel.family import family_line, initial_family_line
