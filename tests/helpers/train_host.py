@@ -181,3 +181,30 @@ def write_image(path: Path, size: tuple[int, int] = (64, 64), seed: int = 0, cap
     if caption is not None:
         path.with_suffix(".txt").write_text(caption, encoding="utf-8")
     return path
+
+
+def model_snapshot(module: nn.Module) -> dict[str, object]:
+    """Everything that must be as before after training: weight bits, module objects, flags, hooks, attributes."""
+    hook_dicts = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return {
+        "bits": {name: _bits(tensor) for name, tensor in module.state_dict().items()},
+        "modules": [(name, type(child), id(child)) for name, child in module.named_modules()],
+        "parameters": [
+            (name, id(p), p.requires_grad, p.dtype, p.grad is None) for name, p in module.named_parameters()
+        ],
+        "hooks": [(name, *(len(getattr(child, d)) for d in hook_dicts)) for name, child in module.named_modules()],
+        "attributes": [(name, sorted(vars(child))) for name, child in module.named_modules()],
+        "training": [child.training for child in module.modules()],
+        "global_hooks": _global_hook_counts(),
+    }
+
+
+def _bits(tensor: Tensor) -> bytes:
+    return tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
+
+
+def _global_hook_counts() -> tuple[int, ...]:
+    from torch.nn.modules import module as module_globals
+
+    names = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks")
+    return tuple(len(getattr(module_globals, name)) for name in names)
