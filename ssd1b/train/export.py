@@ -87,7 +87,7 @@ def metadata(
         "ssd1b_label": host.label,
     }
     values.update(settings.extra_metadata)
-    return {key: _text(value) for key, value in values.items() if value is not None}
+    return {key: str(value) for key, value in values.items() if value is not None}
 
 
 def _network_args(settings: TrainingSettings) -> dict[str, str]:
@@ -95,10 +95,6 @@ def _network_args(settings: TrainingSettings) -> dict[str, str]:
     if settings.conv_rank:
         args.update(conv_dim=str(settings.conv_rank), conv_alpha=str(settings.conv_alpha))
     return args
-
-
-def _text(value: object) -> str:
-    return str(value)
 
 
 def export_lora(path: Path, tensors: dict[str, Tensor], values: dict[str, str], overwrite: bool) -> Path:

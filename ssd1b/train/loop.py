@@ -27,10 +27,11 @@ from ssd1b.train.checkpoint import (
     rng_states,
     save_checkpoint,
 )
-from ssd1b.train.dataset import DatasetError, scan
+from ssd1b.train.dataset import Dataset, DatasetError, scan
 from ssd1b.train.export import export_lora, kohya_tensors, metadata
 from ssd1b.train.files import OutputExistsError
 from ssd1b.train.host import HostModel
+from ssd1b.train.network import LoraNetwork
 from ssd1b.train.precision import resolve
 from ssd1b.train.progress import TrainingMonitor
 from ssd1b.train.session import TrainingSession
@@ -81,6 +82,8 @@ class _Run:
         self.losses: list[float] = list(self.resume.losses) if self.resume else []
         self.step = self.resume.step if self.resume else 0
         self.started_at = time.time()
+        self.dataset = Dataset(items=[])
+        self.precision = resolve(settings.precision, host.device, host.dtype)
 
     def run(self) -> TrainingResult:
         if self.settings.output_path.exists() and not self.settings.overwrite:
@@ -89,19 +92,18 @@ class _Run:
             _check_resumable(self.resume, self.settings, self.host)
         data = self._prepare()
         if self.monitor.stop_requested:
-            return self._result("stopped", data, None)
+            return self._result("stopped", None)
         cuda = [self.host.device] if self.host.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):  # the host's global RNG is left as it was
             torch.manual_seed(self.settings.seed)
             network = self._train(data)
         if self.step < self.settings.max_train_steps:
-            return self._result("stopped", data, None)
-        return self._result("done", data, self._export(network, data))
+            return self._result("stopped", None)
+        return self._result("done", self._export(network))
 
     def _prepare(self) -> CachedDataset:
         self.monitor.update(phase="scanning", message=f"reading {self.settings.data_dir}")
-        dataset = scan(self.settings)
-        self.dataset = dataset
+        self.dataset = dataset = scan(self.settings)
         cache = TrainingCache(
             self.settings.workspace / "cache",
             self.host,
@@ -114,29 +116,26 @@ class _Run:
             raise DatasetError("no image could be decoded: " + "; ".join(dataset.skipped[:5]))
         return data
 
-    def _train(self, data: CachedDataset) -> object:
-        precision = resolve(self.settings.precision, self.host.device, self.host.dtype)
-        LOG.info(
-            "SSD-1B training: %s, %s, %d images", self.host.label or self.host.family, precision.name, len(data.items)
-        )
+    def _train(self, data: CachedDataset) -> LoraNetwork:
+        name = self.host.label or self.host.family
+        LOG.info("SSD-1B training: %s, %s, %d images", name, self.precision.name, len(data.items))
         with TrainingSession(self.host, self.settings) as session:
-            stepper = Stepper(self.host, self.settings, session.network, data, precision)
+            stepper = Stepper(self.host, self.settings, session.network, data, self.precision)
             if self.resume:
-                self._load(stepper)
+                self._load(stepper, self.resume)
             try:
                 self._steps(stepper, session)
             except Exception as error:
                 raise self._failure(error) from error
             return session.network
 
-    def _load(self, stepper: Stepper) -> None:
-        assert self.resume is not None
-        stepper.network.load_state_dict(self.resume.network)
-        stepper.optimizer.load_state_dict(self.resume.optimizer)
-        if self.resume.scaler and stepper.scaler.is_enabled():
-            stepper.scaler.load_state_dict(self.resume.scaler)
-        restore_rng(self.resume.rng)
-        LOG.info("SSD-1B training: resumed at step %d from %s", self.resume.step, self.checkpoint)
+    def _load(self, stepper: Stepper, state: CheckpointState) -> None:
+        stepper.network.load_state_dict(state.network)
+        stepper.optimizer.load_state_dict(state.optimizer)
+        if state.scaler and stepper.scaler.is_enabled():
+            stepper.scaler.load_state_dict(state.scaler)
+        restore_rng(state.rng)
+        LOG.info("SSD-1B training: resumed at step %d from %s", state.step, self.checkpoint)
 
     def _steps(self, stepper: Stepper, session: TrainingSession) -> None:
         total = self.settings.max_train_steps
@@ -194,16 +193,16 @@ class _Run:
         self.monitor.update(phase="failed", message=message)
         return TrainingError(message, self.checkpoint, self.step)
 
-    def _export(self, network: object, data: CachedDataset) -> Path:
+    def _export(self, network: LoraNetwork) -> Path:
         self.monitor.update(phase="saving", message=f"writing {self.settings.output_path}")
-        tensors = kohya_tensors(network, self.settings.save_dtype)  # type: ignore[arg-type]
+        tensors = kohya_tensors(network, self.settings.save_dtype)
         values = metadata(self.host, self.settings, self.dataset, self.step, self.started_at)
         try:
             return export_lora(self.settings.output_path, tensors, values, overwrite=self.settings.overwrite)
         except OSError as error:
             raise self._failure(error) from error
 
-    def _result(self, status: str, data: CachedDataset, output: Path | None) -> TrainingResult:
+    def _result(self, status: str, output: Path | None) -> TrainingResult:
         self.monitor.update(phase=status, output=str(output) if output else None, message=status)
         return TrainingResult(
             status, self.step, self.losses, output, self.checkpoint, self.dataset.skipped, self.dataset.notes

@@ -38,6 +38,9 @@ class Precision:
 
 
 def resolve(choice: str, device: torch.device, host_dtype: torch.dtype) -> Precision:
+    if choice == "fp32" and host_dtype != torch.float32:
+        # The host's half weights stay half (never converted): fp32 inputs would not even reach them.
+        raise ValueError(f"the model is loaded in {host_dtype}: fp32 training needs it loaded in fp32 (--no-half)")
     if choice != "auto":
         return Precision(choice, device.type)
     if device.type != "cuda":

@@ -270,3 +270,21 @@ def test_text_encoder_training_needs_autograd_from_encode_prompts(tmp_path: Path
     host.encode_prompts = torch.no_grad()(real)
     with pytest.raises(TrainingError, match="without gradients"):
         train(host, settings(tmp_path, dataset(tmp_path), train_text_encoders=True, max_train_steps=1))
+
+
+@pytest.mark.parametrize(("precision", "prediction"), [("bf16", "v"), ("fp16", "eps")])
+def test_mixed_precision_and_v_prediction_run_on_the_cpu(tmp_path: Path, precision: str, prediction: str) -> None:
+    """bf16 autocast, and fp16 autocast with a gradient scaler, on CPU autocast: the host's fp32 weights stay fp32."""
+    host = make_host("segmind-vega", prediction=prediction)
+    before = snapshots(host)
+    result = train(host, settings(tmp_path, dataset(tmp_path), precision=precision, max_train_steps=2))
+    assert result.status == "done" and all(0 < loss < 10 for loss in result.losses)
+    assert snapshots(host) == before
+
+
+def test_fp32_training_of_a_half_precision_model_is_refused_before_any_work(tmp_path: Path) -> None:
+    host = make_host("segmind-vega")
+    host.dtype = torch.float16
+    with pytest.raises(ValueError, match="fp32 training needs it loaded in fp32"):
+        train(host, settings(tmp_path, dataset(tmp_path), precision="fp32"))
+    assert host.encode_images.calls == 0  # type: ignore[attr-defined]
