@@ -288,3 +288,13 @@ def test_fp32_training_of_a_half_precision_model_is_refused_before_any_work(tmp_
     with pytest.raises(ValueError, match="fp32 training needs it loaded in fp32"):
         train(host, settings(tmp_path, dataset(tmp_path), precision="fp32"))
     assert host.encode_images.calls == 0  # type: ignore[attr-defined]
+
+
+def test_gradient_checkpointing_changes_memory_not_the_result(tmp_path: Path) -> None:
+    data = dataset(tmp_path)
+    runs = [
+        train(make_host("koala-700m"), settings(tmp_path / str(flag), data, gradient_checkpointing=flag, conv_rank=2))
+        for flag in (False, True)
+    ]
+    assert runs[0].losses == pytest.approx(runs[1].losses, rel=1e-6)
+    assert len(set(runs[0].losses)) == 3
