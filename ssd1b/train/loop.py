@@ -182,13 +182,14 @@ class _Run:
         )
         self.monitor.update(phase="training", checkpoint=str(self.checkpoint))
 
-    def _failure(self, error: Exception) -> TrainingError:
+    def _failure(self, error: Exception, doing: str = "training") -> TrainingError:
         cause = _cause(error)
         if self.checkpoint is None:
             advice = "no checkpoint was written yet (save_every sets how often one is); start the run again"
         else:
             advice = f"the last checkpoint is {self.checkpoint}; resume with resume_from={self.checkpoint}"
-        message = f"training stopped at step {self.step + 1} of {self.settings.max_train_steps}: {cause}. {advice}"
+        total = self.settings.max_train_steps
+        message = f"{doing} stopped after step {self.step} of {total}: {cause}. {advice}"
         LOG.error("SSD-1B training: %s", message)
         self.monitor.update(phase="failed", message=message)
         return TrainingError(message, self.checkpoint, self.step)
@@ -200,7 +201,7 @@ class _Run:
         try:
             return export_lora(self.settings.output_path, tensors, values, overwrite=self.settings.overwrite)
         except OSError as error:
-            raise self._failure(error) from error
+            raise self._failure(error, doing=f"writing {self.settings.output_path}") from error
 
     def _result(self, status: str, output: Path | None) -> TrainingResult:
         self.monitor.update(phase=status, output=str(output) if output else None, message=status)
@@ -222,14 +223,11 @@ def _host_json(host: HostModel) -> dict[str, str]:
 
 
 def _check_resumable(state: CheckpointState, settings: TrainingSettings, host: HostModel) -> None:
-    differing = [name for name in RESUME_INVARIANT if _json_value(settings, name) != state.settings.get(name)]
+    current = settings.to_json()
+    differing = [name for name in RESUME_INVARIANT if current[name] != state.settings.get(name)]
     saved_host = state.host
     for name, value in _host_json(host).items():
         if name != "label" and saved_host.get(name) != value:
             differing.append(f"model {name} ({saved_host.get(name)} → {value})")
     if differing:
         raise CheckpointError(f"the checkpoint was made with other settings: {', '.join(differing)}")
-
-
-def _json_value(settings: TrainingSettings, name: str) -> object:
-    return settings.to_json()[name]

@@ -127,7 +127,7 @@ def test_an_error_mid_run_restores_the_model_keeps_the_checkpoint_and_says_how_t
         train(host, config)
     checkpoint = config.workspace / "checkpoints" / "step-000002.json"
     message = str(caught.value)
-    assert "step 4 of 5" in message and "out of memory" in message
+    assert "training stopped after step 3 of 5" in message and "out of memory" in message
     assert f"resume_from={checkpoint}" in message
     assert caught.value.checkpoint == checkpoint and checkpoint.exists()
     assert snapshots(host) == before
@@ -298,3 +298,27 @@ def test_gradient_checkpointing_changes_memory_not_the_result(tmp_path: Path) ->
     ]
     assert runs[0].losses == pytest.approx(runs[1].losses, rel=1e-6)
     assert len(set(runs[0].losses)) == 3
+
+
+def test_a_failed_export_keeps_the_final_checkpoint_and_resuming_only_writes_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ssd1b.train import loop
+
+    real_export = loop.export_lora
+
+    def disk_full(*args: object, **kwargs: object) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(loop, "export_lora", disk_full)
+    config = settings(tmp_path, dataset(tmp_path), max_train_steps=2)
+    with pytest.raises(TrainingError, match=r"writing .*lora\.safetensors stopped after step 2 of 2: the disk is full"):
+        train(make_host("segmind-vega"), config)
+    final = config.workspace / "checkpoints" / "step-000002.json"
+    assert final.exists() and not config.output_path.exists()
+    monkeypatch.setattr(loop, "export_lora", real_export)
+    host = make_host("segmind-vega")
+    calls_before = host.encode_images.calls  # type: ignore[attr-defined]
+    result = train(host, config, resume_from=final)
+    assert result.status == "done" and result.output == config.output_path and config.output_path.exists()
+    assert len(result.losses) == 2 and host.encode_images.calls == calls_before  # type: ignore[attr-defined]
