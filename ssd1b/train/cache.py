@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +22,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
 
+from ssd1b.log import logger
 from ssd1b.train.buckets import pixels
 from ssd1b.train.dataset import Dataset, ImageItem
 from ssd1b.train.files import save_tensors
 from ssd1b.train.host import HostModel, SizeCond
 
-LOG = logging.getLogger("ssd1b")
 CACHE_VERSION = "1"
 SUFFIX = ".tensors"
 
@@ -71,7 +70,7 @@ class TrainingCache:
             samples = self._item(item)
             if samples is None:
                 dataset.skipped.append(f"{item.path}: could not be decoded, skipped")
-                LOG.warning("SSD-1B training: %s", dataset.skipped[-1])
+                logger.warning("SSD-1B training: %s", dataset.skipped[-1])
             else:
                 cached.items.append(item)
                 cached.samples.append(samples)
@@ -127,7 +126,7 @@ def _readable(path: Path) -> bool:
     try:
         load_file(str(path))
     except (SafetensorError, OSError, ValueError):
-        LOG.warning("SSD-1B training: cache file %s is damaged; computing it again", path)
+        logger.warning("SSD-1B training: cache file %s is damaged; computing it again", path)
         return False
     return True
 

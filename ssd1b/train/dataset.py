@@ -10,7 +10,6 @@ Only image headers are read here; pixels are decoded once, when the cache is bui
 
 from __future__ import annotations
 
-import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,10 +17,10 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from ssd1b.log import logger
 from ssd1b.train.buckets import Placement, Size, buckets_for, nearest_bucket, place
 from ssd1b.train.settings import TrainingSettings
 
-LOG = logging.getLogger("ssd1b")
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 REPEAT_FOLDER = re.compile(r"^(?P<repeats>\d+)_(?P<concept>.+)$")
 EXIF_ORIENTATION = 0x0112
@@ -79,7 +78,7 @@ def scan(settings: TrainingSettings) -> Dataset:
             if item is not None:
                 dataset.items.append(item)
     for message in dataset.skipped + dataset.notes:
-        LOG.warning("SSD-1B training: %s", message)
+        logger.warning("SSD-1B training: %s", message)
     if not dataset.items:
         raise DatasetError(_nothing_usable(root, dataset))
     return dataset

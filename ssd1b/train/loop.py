@@ -11,13 +11,13 @@ how to resume from it.
 from __future__ import annotations
 
 import errno
-import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ssd1b.log import logger
 from ssd1b.train.cache import CachedDataset, TrainingCache
 from ssd1b.train.checkpoint import (
     CheckpointError,
@@ -37,8 +37,6 @@ from ssd1b.train.progress import TrainingMonitor
 from ssd1b.train.session import TrainingSession
 from ssd1b.train.settings import RESUME_INVARIANT, TrainingSettings
 from ssd1b.train.stepper import Stepper
-
-LOG = logging.getLogger("ssd1b")
 
 
 class TrainingError(RuntimeError):
@@ -118,7 +116,7 @@ class _Run:
 
     def _train(self, data: CachedDataset) -> LoraNetwork:
         name = self.host.label or self.host.family
-        LOG.info("SSD-1B training: %s, %s, %d images", name, self.precision.name, len(data.items))
+        logger.info("SSD-1B training: %s, %s, %d images", name, self.precision.name, len(data.items))
         with TrainingSession(self.host, self.settings) as session:
             stepper = Stepper(self.host, self.settings, session.network, data, self.precision)
             if self.resume:
@@ -135,7 +133,7 @@ class _Run:
         if state.scaler and stepper.scaler.is_enabled():
             stepper.scaler.load_state_dict(state.scaler)
         restore_rng(state.rng)
-        LOG.info("SSD-1B training: resumed at step %d from %s", state.step, self.checkpoint)
+        logger.info("SSD-1B training: resumed at step %d from %s", state.step, self.checkpoint)
 
     def _steps(self, stepper: Stepper, session: TrainingSession) -> None:
         total = self.settings.max_train_steps
@@ -190,7 +188,7 @@ class _Run:
             advice = f"the last checkpoint is {self.checkpoint}; resume with resume_from={self.checkpoint}"
         total = self.settings.max_train_steps
         message = f"{doing} stopped after step {self.step} of {total}: {cause}. {advice}"
-        LOG.error("SSD-1B training: %s", message)
+        logger.error("SSD-1B training: %s", message)
         self.monitor.update(phase="failed", message=message)
         return TrainingError(message, self.checkpoint, self.step)
 
