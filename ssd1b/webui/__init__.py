@@ -15,7 +15,7 @@ CONCERNS = (
     "ssd1b.webui.vae",
     "ssd1b.webui.forge",
     "ssd1b.webui.api",
-    "ssd1b.webui.extensions.controlnet",
+    "ssd1b.webui.extensions",
 )
 
 _installed = False

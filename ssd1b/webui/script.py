@@ -162,17 +162,27 @@ class Ssd1bScript(scripts.Script):
             logger.info(f"{self.tab}: host fields not found, the presets panel leaves them alone: {missing}")
 
     def process(self, p: Any, *args: Any) -> None:
-        """Every generation, panel open or not: the VAE hooks' work (infotext, early warning) and the LoRA fit (after
-        the host applied styles and `before_process` the preset's LoRA, before any network is activated)."""
-        from ssd1b.webui import forge, vae
+        """Every generation, panel open or not: the VAE hooks' work (infotext, early warning), the LoRA fit (after
+        the host applied styles and `before_process` the preset's LoRA, before any network is activated), and the
+        extension adapters (the model is final here, before any other script's `process_batch`)."""
+        from ssd1b.webui import extensions, forge, vae
 
         if vae.is_installed():
             vae.process(p)
         if forge.is_installed():
             forge.process(p)
         lora_fit.process(p)
+        extensions.process(p)
 
     def before_process(self, p: Any, *args: Any) -> None:
+        """The preset, when the panel applies it at generation; what the extension adapters must change before the
+        host applies `override_settings`."""
+        from ssd1b.webui import extensions
+
+        extensions.before_process(p)
+        self._apply_preset(p, args)
+
+    def _apply_preset(self, p: Any, args: tuple[Any, ...]) -> None:
         offered = catalog()
         try:
             parsed = parse_script_args(args, offered)

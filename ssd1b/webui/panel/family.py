@@ -68,3 +68,12 @@ def family_line(selected_title: str) -> str:
 def initial_family_line() -> str:
     """The family line when a page loads (Gradio calls a callable `value` on every page load)."""
     return family_line("")
+
+
+def extensions_line() -> str:
+    """The installed extensions that will not fully apply to the loaded model, and what happens to each (a
+    callable `value`: filled at every page load, and by Refresh)."""
+    from ssd1b.webui import extensions
+
+    notes = extensions.notes()
+    return "; ".join(notes) if notes else "Every installed extension this panel knows applies in full."

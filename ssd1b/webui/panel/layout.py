@@ -12,7 +12,7 @@ from ssd1b.presets.apply import TIMES
 from ssd1b.presets.catalog import clean_name, describe_preset, import_summary
 from ssd1b.webui import host
 from ssd1b.webui.panel import conversion as conversion_panel
-from ssd1b.webui.panel.family import family_line, initial_family_line
+from ssd1b.webui.panel.family import extensions_line, family_line, initial_family_line
 from ssd1b.webui.presets_store import catalog, store
 
 
@@ -62,6 +62,7 @@ class Panel:
     snap: Any
     user: UserPresetControls
     lora_fit: Any
+    extensions: Any
 
     @property
     def controls(self) -> list[Any]:
@@ -147,6 +148,7 @@ def build_panel(tab: str) -> Panel:
             snap = _button(tab, "snap", "Snap to bucket", size="sm")
         status = _text(tab, "status", "Status", lines=1)
         lora_fit = _text(tab, "lora-fit", "LoRA fit for the loaded model (the networks in the prompt)", lines=1)
+        extensions = _text(tab, "extensions", "Extensions on the loaded model", lines=1, value=extensions_line)
         user = _user_preset_controls(tab)
         if tab == "txt2img":  # one place for a folder-wide action
             conversion_panel.build(lambda item: elem_id(tab, item))
@@ -167,6 +169,7 @@ def build_panel(tab: str) -> Panel:
         snap,
         user,
         lora_fit,
+        extensions,
     )
     wire_own_events(panel)
     return panel
@@ -181,7 +184,7 @@ def wire_own_events(panel: Panel) -> None:
         fn=on_refresh,
         _js=with_selected_checkpoint(2),
         inputs=[panel.checkpoint, panel.preset],
-        outputs=[panel.family, panel.preset, panel.status],
+        outputs=[panel.family, panel.preset, panel.status, panel.extensions],
         **quiet,
     )
     user.rename.click(fn=on_rename, inputs=[panel.preset, user.name], outputs=[panel.preset, panel.status], **quiet)
@@ -203,7 +206,8 @@ def choices_update(value: str | None) -> Any:
 
 def on_refresh(checkpoint_title: str, preset: str) -> list[Any]:
     problem = catalog().problem
-    return [gr.update(value=family_line(checkpoint_title)), choices_update(preset), problem or gr.update()]
+    family = gr.update(value=family_line(checkpoint_title))
+    return [family, choices_update(preset), problem or gr.update(), gr.update(value=extensions_line())]
 
 
 def on_rename(selected: str, new_name: str) -> list[Any]:
