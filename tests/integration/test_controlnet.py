@@ -1,5 +1,5 @@
 """IP-Adapter and ControlNet through the real sd-webui-controlnet on distilled models
-(ssd1b/webui/extensions/controlnet.py).
+(ssd1b/webui/extensions/controlnet/).
 
 Runs only with SD_WEBUI_CONTROLNET set to an sd-webui-controlnet checkout (its latest release, v1.1.455): the
 session's server then links it in as extensions/sd-webui-controlnet, with `--controlnet-dir <models>/ControlNet` and
