@@ -19,6 +19,7 @@ from types import ModuleType
 import pytest
 
 from tests import synthetic
+from tests.webui.controlnet_host import controlnet, installed, variant  # noqa: F401 (the sd-webui-controlnet tests' fixtures)
 
 FAKE_ROOT = Path(__file__).resolve().parents[1] / "fakewebui"
 FORGE_ROOT = FAKE_ROOT / "forge"

@@ -4,75 +4,22 @@ from __future__ import annotations
 
 import importlib
 import sys
-from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from ssd1b.families import DepthSignature
 from ssd1b.ip_adapter_layers import SDXL_ADAPTER_LAYERS, SDXL_LAYER_NUMBERS, LayerPosition, attention_widths
 from tests import synthetic
-from tests.metatree import build_meta_tree
+from tests.webui.controlnet_host import (
+    FAKE_CONTROLNET,
+    VARIANT_MODULES,
+    control_param,
+    forget_controlnet,
+    unet,
+    unet_hook,
+)
 
-FAKE_CONTROLNET = Path(__file__).resolve().parents[1] / "fakecontrolnet"
-VARIANT_MODULES = {
-    "current": ("scripts.controlnet_version", "scripts.ipadapter.plugable_ipadapter", "scripts.hook", "scripts.enums"),
-    "inlined": ("scripts.controlnet_version", "scripts.controlmodel_ipadapter", "scripts.hook"),
-    "bare": ("scripts.controlnet_version",),
-}
-IP_MODULE = {"current": "scripts.ipadapter.plugable_ipadapter", "inlined": "scripts.controlmodel_ipadapter"}
-CUSTOM = DepthSignature((0, 0, 0, 0, 2, 1, 0, 6, 3), 2, (7, 5, 3, 2, 2, 1, 0, 0, 0))
 SDXL_WIDTHS = [attention_widths(synthetic.sdxl_unet())[position] for position in SDXL_ADAPTER_LAYERS]
-UNETS = {
-    "sdxl": synthetic.sdxl_unet,
-    "ssd-1b": synthetic.ssd_1b_unet,
-    "vega": synthetic.vega_unet,
-    "custom": lambda: synthetic.pruned_unet(CUSTOM),
-    "koala": lambda: synthetic.koala_unet("700m"),
-}
-
-
-def _forget_controlnet() -> None:
-    for name in list(sys.modules):
-        if name == "scripts" or name.startswith("scripts."):
-            del sys.modules[name]
-
-
-@pytest.fixture
-def variant() -> str:
-    return "current"
-
-
-@pytest.fixture
-def controlnet(webui, variant):
-    """The fake extension loaded as A1111 loads the real one (its modules are `scripts.…`), then our concern."""
-    _forget_controlnet()
-    root = str(FAKE_CONTROLNET / variant)
-    sys.path.insert(0, root)
-    try:
-        modules = {name: importlib.import_module(name) for name in VARIANT_MODULES[variant]}
-        yield SimpleNamespace(
-            webui=webui,
-            modules=modules,
-            ip=modules.get(IP_MODULE.get(variant, "")),
-            hook=modules.get("scripts.hook"),
-            adapter=webui.module("ssd1b.webui.extensions.controlnet"),
-            callbacks=webui.module("script_callbacks"),
-        )
-    finally:
-        sys.path.remove(root)
-        _forget_controlnet()
-
-
-@pytest.fixture
-def installed(controlnet):
-    controlnet.adapter.install()
-    return controlnet
-
-
-def unet(name: str):
-    return build_meta_tree(UNETS[name](), prefix="model.diffusion_model.")
 
 
 def ip_adapter(cn, widths=SDXL_WIDTHS, context=2048, is_sdxl=True):
@@ -107,21 +54,6 @@ def hooked(model) -> dict[str, list[str]]:
         for name, module in model.named_modules()
         if name.endswith("attn2") and getattr(module, "ipadapter_hacks", None)
     }
-
-
-def unet_hook(cn, model, params, p=None, is_sdxl=True):
-    runner = cn.hook.UnetHook()
-    p = p or SimpleNamespace(extra_generation_params={})
-    runner.hook(model=model, sd_ldm=SimpleNamespace(is_sdxl=is_sdxl), control_params=params, process=p)
-    return runner, p
-
-
-def control_param(cn, kind="ControlNet", outputs=9):
-    control_model = SimpleNamespace(control_model=SimpleNamespace(zero_convs=[None] * outputs))
-    types = cn.modules["scripts.enums"].ControlModelType
-    return cn.hook.ControlParams(
-        control_model, {"name": "canny"}, None, 1.0, False, 0, 1, None, types[kind], None, False, False, False
-    )
 
 
 # --- IP-Adapter ------------------------------------------------------------------------------------------------------
@@ -251,7 +183,7 @@ def test_ip_adapter_units_and_fitting_controlnets_pass_through_unchanged(install
 
 
 def test_absent_extension_changes_nothing_and_says_so_once(webui, capsys):
-    _forget_controlnet()
+    forget_controlnet()
     adapter = webui.module("ssd1b.webui.extensions.controlnet")
     adapter.install()
     callbacks = webui.module("script_callbacks")
@@ -304,7 +236,7 @@ def test_install_patches_once_and_uninstall_restores_every_original(controlnet):
 
 
 def test_the_extension_loaded_after_us_is_patched_when_the_app_starts(webui, capsys):
-    _forget_controlnet()
+    forget_controlnet()
     adapter = webui.module("ssd1b.webui.extensions.controlnet")
     adapter.install()
     assert not adapter.is_patched()
@@ -320,7 +252,7 @@ def test_the_extension_loaded_after_us_is_patched_when_the_app_starts(webui, cap
     finally:
         adapter.uninstall()
         sys.path.remove(root)
-        _forget_controlnet()
+        forget_controlnet()
 
 
 @pytest.mark.parametrize("host_version", ["1.6.0", "1.10.1"])

@@ -78,8 +78,10 @@ def process(p: Any) -> None:
 
 def notes(model: Any = None) -> list[str]:
     """For the panel: the installed extensions that will not fully apply to the loaded model, and what happens."""
+    from ssd1b.webui.extensions import controlnet
+
     layout = layout_of(model if model is not None else current_model())
     if layout is None:
         return []
-    found = (adapter.describe(layout) for adapter in adapters() if adapter.active)
+    found = [controlnet.describe(layout), *(adapter.describe(layout) for adapter in adapters() if adapter.active)]
     return [note for note in found if note]

@@ -1,4 +1,5 @@
-"""IP-Adapter and ControlNet of sd-webui-controlnet (Mikubill) on distilled SDXL: the one adapter to that extension.
+"""IP-Adapter, ControlNet, ControlNet-LLLite and reference of sd-webui-controlnet (Mikubill) on distilled SDXL: the
+one adapter to that extension.
 
 sd-webui-controlnet hooks an SDXL IP-Adapter into SDXL's 70 cross-attentions, with SDXL's transformer depths
 hard-coded (`StableDiffusionVersion.transformer_ids`, or the same loops inlined in older versions): on SSD-1B or
@@ -11,7 +12,12 @@ reported as not applied.
 
 ControlNet and T2I-Adapter units whose model cannot fit the loaded UNet (an SD 1.x model on an SDXL-family model,
 an SDXL one on KOALA's six input blocks) are left out of the UNet hook with a console line and an infotext entry
-(`SSD-1B ControlNet: unit 1 not applied: …`) instead of failing mid-sampling.
+(`SSD-1B ControlNet: unit 1 not applied: …`) instead of failing mid-sampling. On KOALA the same holds for
+reference-only units and the "style align" batch option (they index SDXL's input blocks 4-8).
+
+ControlNet-LLLite units hook only the modules whose transformer block the UNet has (`SSD-1B ControlNet: unit 1
+LLLite: 48 of 136 modules`); on KOALA none (said). Every message is also a comment under the image; `describe`
+gives the panel's line.
 
 Nothing is imported from sd-webui-controlnet: its modules are looked up in `sys.modules` (A1111 loads that
 extension's scripts, which import them as `scripts.…`), when this extension is installed and again once the app
@@ -22,14 +28,18 @@ has started. Versions (read from its sources per release):
   inlined in `hook`; v1.1.400 – v1.1.442: the same in `scripts.controlmodel_ipadapter`.
 - every version: `scripts.hook.UnetHook.hook(self, model, sd_ldm, control_params, process, …)`; the version string
   is `scripts.controlnet_version.version_flag`.
+- `scripts.controlnet_lllite.PlugableControlLLLite.hook(self, model, cond, weight, start, end)`, the class
+  `scripts.controlnet_model_guess` imports (read at v1.1.455).
 
-The modules: `versions` (what the loaded extension offers), `lifecycle` (install, uninstall), `ip_adapter`, `units`
-(ControlNet / T2I-Adapter in the UNet hook), `messages` (the family label, what is said).
+The modules: `versions` (what the loaded extension offers), `lifecycle` (install, uninstall, the panel line),
+`ip_adapter`, `lllite`, `units` (ControlNet / T2I-Adapter / reference in the UNet hook), `messages` (the family
+label, what is said).
 """
 
 from ssd1b.webui.extensions.controlnet.ip_adapter import AttentionSnapshot, NumberingError, adapter_fit, adapter_widths
 from ssd1b.webui.extensions.controlnet.lifecycle import (
     HOOK_MARK,
+    describe,
     install,
     is_patched,
     on_app_started,
@@ -77,6 +87,7 @@ __all__ = [
     "adapter_widths",
     "control_outputs",
     "control_problem",
+    "describe",
     "distilled_label",
     "family_label",
     "install",

@@ -7,8 +7,10 @@ import functools
 from typing import Any
 
 from ssd1b.log import logger
+from ssd1b.unet_layout import UNetLayout
+from ssd1b.webui.extensions.controlnet import lllite
 from ssd1b.webui.extensions.controlnet.ip_adapter import ip_adapter_hook, replace_attention
-from ssd1b.webui.extensions.controlnet.messages import pending
+from ssd1b.webui.extensions.controlnet.messages import limits, pending
 from ssd1b.webui.extensions.controlnet.units import unet_hook
 from ssd1b.webui.extensions.controlnet.versions import ControlNetExtension, IpAdapterCode, probe
 from ssd1b.webui.patching import Patches
@@ -18,6 +20,7 @@ HOOK_MARK = "__ssd1b_controlnet_hook__"
 _patches = Patches(HOOK_MARK, lambda: bool(_patches))
 _installed = False
 _announced_absent = False
+_patched: ControlNetExtension | None = None
 
 
 def install() -> None:
@@ -38,9 +41,11 @@ def on_app_started(*_args: Any) -> None:
 
 def uninstall() -> None:
     """Put back every original (where nobody has wrapped ours since) and forget the callback."""
-    global _installed, _announced_absent
+    global _installed, _announced_absent, _patched
     _patches.restore_all(_wrapped_again)
+    _patched = None
     pending.clear()
+    lllite.said.clear()
     if _installed:
         from modules import script_callbacks
 
@@ -53,9 +58,14 @@ def is_patched() -> bool:
     return bool(_patches)
 
 
+def describe(layout: UNetLayout) -> str | None:
+    """For the panel: what of the patched sd-webui-controlnet will not fully apply to a model of `layout`."""
+    return limits(layout, _patched) if _patches and _patched is not None else None
+
+
 def patch_controlnet(announce_absent: bool = True) -> ControlNetExtension | None:
     """Patch sd-webui-controlnet's hooks (idempotent); one log line says what was done or why not."""
-    global _announced_absent
+    global _announced_absent, _patched
     if _patches or not _installed:
         return None
     extension = probe()
@@ -70,6 +80,7 @@ def patch_controlnet(announce_absent: bool = True) -> ControlNetExtension | None
         _patches.restore_all(_wrapped_again)
         logger.info(f"sd-webui-controlnet {extension.version} not adapted, it lacks {error}")
         return extension
+    _patched = extension
     logger.info(f"sd-webui-controlnet {extension.version}: {_patched_features(extension)}")
     return extension
 
@@ -87,6 +98,8 @@ def _patched_features(extension: ControlNetExtension) -> str:
         features.append(f"on distilled models IP-Adapter hooks only the layers the model has ({function})")
     else:
         features.append("IP-Adapter left as it is (no known hook function)")
+    if extension.lllite is not None:
+        features.append("ControlNet-LLLite hooks only the modules whose blocks the model has")
     if extension.unet_hook is not None:
         features.append("control models that cannot fit the UNet are reported")
     return "; ".join(features)
@@ -95,6 +108,8 @@ def _patched_features(extension: ControlNetExtension) -> str:
 def _patch_extension(extension: ControlNetExtension) -> None:
     if extension.ip_adapter is not None:
         _patch_ip_adapter(extension.ip_adapter, extension.ip_adapter_module)
+    if extension.lllite is not None:
+        _patches.wrap(extension.lllite, "hook", lllite.lllite_hook, own=True)
     if extension.unet_hook is not None:
         _patches.wrap(extension.unet_hook, "hook", unet_hook, own=True)
 

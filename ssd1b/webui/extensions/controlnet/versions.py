@@ -14,6 +14,8 @@ from ssd1b.ip_adapter_layers import LayerPosition
 
 VERSION_MODULE = "scripts.controlnet_version"
 HOOK_MODULE = "scripts.hook"
+LLLITE_MODULES = ("scripts.controlnet_model_guess", "scripts.controlnet_lllite")
+"""Where `PlugableControlLLLite` is: the model loader's import first (the class units are built from)."""
 
 
 def _position_from_transformer_id(args: Sequence[Any], kwargs: dict[str, Any]) -> LayerPosition | None:
@@ -59,10 +61,11 @@ class ControlNetExtension:
     ip_adapter: IpAdapterCode | None
     ip_adapter_module: ModuleType | None
     unet_hook: type | None
+    lllite: type | None = None
 
     @property
     def usable(self) -> bool:
-        return self.ip_adapter is not None or self.unet_hook is not None
+        return self.ip_adapter is not None or self.unet_hook is not None or self.lllite is not None
 
 
 def probe() -> ControlNetExtension | None:
@@ -77,7 +80,16 @@ def probe() -> ControlNetExtension | None:
         ip_adapter=code,
         ip_adapter_module=module,
         unet_hook=hook_class if callable(getattr(hook_class, "hook", None)) else None,
+        lllite=_lllite_class(),
     )
+
+
+def _lllite_class() -> type | None:
+    for name in LLLITE_MODULES:
+        found = getattr(sys.modules.get(name), "PlugableControlLLLite", None)
+        if isinstance(found, type) and callable(getattr(found, "hook", None)):
+            return found
+    return None
 
 
 def _ip_adapter_code() -> tuple[IpAdapterCode | None, ModuleType | None]:

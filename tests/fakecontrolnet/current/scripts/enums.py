@@ -76,8 +76,10 @@ def _sd1_ids() -> TransformerIDResult:
 class ControlModelType(Enum):
     ControlNet = "ControlNet, Lvmin Zhang"
     T2I_Adapter = "T2I_Adapter, Chong Mou"
+    AttentionInjection = "AttentionInjection, Lvmin Zhang"
     ControlLoRA = "ControlLoRA, Wu Hecong"
     IPAdapter = "IPAdapter, Hu Ye"
+    Controlllite = "Controlllite, Kohya"
     InstantID = "InstantID, Qixun Wang"
     ControlNetUnion = "ControlNetUnion, xinsir6"
 
