@@ -1,7 +1,9 @@
 """Fake of modules/processing.py: the processing object's fields a script touches, and the hook order.
 
 `process_images` runs what the host runs around a generation, minus the model: `scripts.before_process(p)`, then
-`setup_prompts()` (which fixes `all_prompts` / `all_negative_prompts`), then `scripts.process(p)`; the returned
+`setup_prompts()` (which fixes `all_prompts` / `all_negative_prompts`), then `scripts.process(p)`, then per batch
+`scripts.process_batch(p, batch_number=…, prompts=…, seeds=…, subseeds=…)` (with `p.iteration`, `p.prompts`,
+`p.negative_prompts`, `p.seeds`, `p.subseeds` of that batch, as the host sets them before sampling); the returned
 infotext is built from the final fields and `extra_generation_params` in the host's format
 (`key: quote(value)` pairs after the prompt lines). `scheduler` exists from v1.9.
 """
@@ -103,7 +105,17 @@ def process_images(p):
     p.setup_prompts()
     if p.scripts is not None:
         p.scripts.process(p)
+        for n in range(p.n_iter):
+            _process_batch(p, n)
     return create_infotext(p)
+
+
+def _process_batch(p, n):
+    batch = slice(n * p.batch_size, (n + 1) * p.batch_size)
+    p.iteration = n
+    p.prompts, p.negative_prompts = p.all_prompts[batch], p.all_negative_prompts[batch]
+    p.seeds = p.subseeds = [p.seed] * p.batch_size
+    p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
 
 
 # --- decoding a batch after sampling (txt2img, img2img, the first pass of hires fix) -----------------------------

@@ -16,6 +16,7 @@ callback_map = dict(
     callbacks_before_component=[],
     callbacks_after_component=[],
     callbacks_infotext_pasted=[],
+    callbacks_cfg_denoiser=[],
     callbacks_script_unloaded=[],
     callbacks_before_ui=[],
 )
@@ -41,6 +42,25 @@ def remove_callbacks_for_function(callback_func):
 def _run(category, *args):
     for c in callback_map["callbacks_" + category]:
         c.callback(*args)
+
+
+class CFGDenoiserParams:
+    def __init__(
+        self, x, image_cond, sigma, sampling_step, total_sampling_steps, text_cond, text_uncond, denoiser=None
+    ):
+        self.x = x
+        self.image_cond = image_cond
+        self.sigma = sigma
+        self.sampling_step = sampling_step
+        self.total_sampling_steps = total_sampling_steps
+        self.text_cond = text_cond
+        self.text_uncond = text_uncond
+        self.denoiser = denoiser
+
+
+def cfg_denoiser_callback(params):
+    """Real: run by the sampler's CFG denoiser before each step's UNet passes."""
+    _run("cfg_denoiser", params)
 
 
 def app_started_callback(demo, app):
@@ -69,6 +89,10 @@ def on_app_started(callback, *, name=None):
 
 def on_model_loaded(callback, *, name=None):
     add_callback(callback_map["callbacks_model_loaded"], callback, name=name, category="model_loaded")
+
+
+def on_cfg_denoiser(callback, *, name=None):
+    add_callback(callback_map["callbacks_cfg_denoiser"], callback, name=name, category="cfg_denoiser")
 
 
 def on_ui_tabs(callback, *, name=None):

@@ -65,6 +65,9 @@ class Script:
     def process(self, p, *args):
         pass
 
+    def process_batch(self, p, *args, **kwargs):
+        pass
+
     def postprocess(self, p, processed, *args):
         pass
 
@@ -200,6 +203,13 @@ class ScriptRunner:
 
     def process(self, p):
         self._run_hook("process", p)
+
+    def process_batch(self, p, **kwargs):
+        for script in self.alwayson_scripts:
+            try:
+                script.process_batch(p, *p.script_args[script.args_from : script.args_to], **kwargs)
+            except Exception:
+                errors.report(f"Error running process_batch: {script.filename}", exc_info=True)
 
     def postprocess(self, p, processed):
         self._run_hook("postprocess", p, processed)
