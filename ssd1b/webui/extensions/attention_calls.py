@@ -34,7 +34,7 @@ def hooked_cross_attentions(root: Any) -> int:
 
 def needs_counting(calls: int | None, is_sdxl: Any) -> bool:
     """Whether a pass of `calls` calls ends before their hard-coded count does (0 or None: nothing hooked)."""
-    return bool(calls) and calls < HARD_CODED_CALLS[bool(is_sdxl)]
+    return calls is not None and 0 < calls < HARD_CODED_CALLS[bool(is_sdxl)]
 
 
 def note_calls(p: Any, feature: str, calls: int) -> None:

@@ -83,9 +83,10 @@ def _counter(globals_: dict[str, Any], original: Callable[..., Any], isxl: Any, 
 
 def _process_batch(original: Callable[..., Any], script: Any, p: Any, *args: Any, **kwargs: Any) -> Any:
     result = original(script, p, *args, **kwargs)
+    calls = _hooked.calls
     counting = hasattr(script, "handle") and not getattr(script, "enable_rp_latent", False)
-    if counting and attention_calls.needs_counting(_hooked.calls, getattr(script, "isxl", False)):
-        attention_calls.note_calls(p, FEATURE, _hooked.calls)
+    if calls is not None and counting and attention_calls.needs_counting(calls, getattr(script, "isxl", False)):
+        attention_calls.note_calls(p, FEATURE, calls)
     return result
 
 

@@ -105,7 +105,8 @@ def _end_of_pass(script: Any) -> None:
 def _process(original: Callable[..., Any], script: Any, p: Any, *args: Any, **kwargs: Any) -> Any:
     result = original(script, p, *args, **kwargs)
     calls = _calls.get(script)
-    if getattr(script, "hooked", False) and attention_calls.needs_counting(calls, getattr(script, "is_sdxl", False)):
+    hooked = calls is not None and getattr(script, "hooked", False)
+    if hooked and attention_calls.needs_counting(calls, getattr(script, "is_sdxl", False)):
         attention_calls.note_calls(p, FEATURE, calls)
     return result
 
