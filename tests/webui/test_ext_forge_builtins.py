@@ -38,9 +38,7 @@ def built_ins(webui):
 def forge_model(webui, family):
     """A model as Forge loads it: the UNet under `forge_objects.unet.model.diffusion_model`, already loaded."""
     unet = webui.module("backend.patcher.unet").UnetPatcher(model(family).model)
-    loaded = SimpleNamespace(
-        forge_objects=SimpleNamespace(unet=unet), is_sdxl=True, is_webui_legacy_model=lambda: True
-    )
+    loaded = SimpleNamespace(forge_objects=SimpleNamespace(unet=unet), is_sdxl=True, is_webui_legacy_model=lambda: True)
     model_data = webui.module("sd_models").model_data
     model_data.sd_model = loaded
     model_data.forge_hash = str(model_data.forge_loading_parameters)
