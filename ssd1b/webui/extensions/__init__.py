@@ -16,7 +16,13 @@ from typing import Any
 from ssd1b.log import logger
 from ssd1b.webui.extensions.base import ExtensionAdapter, current_model, layout_of
 
-ADAPTER_MODULES: tuple[str, ...] = ("sag", "incantations", "forge_builtins", "lora_block_weight")
+ADAPTER_MODULES: tuple[str, ...] = (
+    "sag",
+    "incantations",
+    "forge_builtins",
+    "lora_block_weight",
+    "animatediff",
+)
 """Modules under `ssd1b.webui.extensions` that hold an `ADAPTER` (in the order they run)."""
 
 _installed = False
