@@ -112,7 +112,7 @@ def test_with_sdxls_nine_blocks_the_motion_modules_go_in_and_come_out(webui, ani
     mm = sys.modules["scripts.animatediff_mm"].mm_animatediff
     original_restore = mm.restore
     mm.restore = lambda m: (seen.append(sum(block_sizes(m))), original_restore(m))
-    p, infotext = run(webui, animatediff, sd_model, params(animatediff))
+    p, _ = run(webui, animatediff, sd_model, params(animatediff))
     assert seen == [sum(before) + 15]  # 6 input and 9 output blocks held a motion module during the generation
     assert block_sizes(sd_model) == before
     assert p.extra_generation_params["AnimateDiff"].startswith(f"model: {XL_MOTION_MODULE}")
