@@ -22,6 +22,7 @@ ADAPTER_MODULES: tuple[str, ...] = (
     "forge_builtins",
     "lora_block_weight",
     "animatediff",
+    "kohya_hiresfix",
 )
 """Modules under `ssd1b.webui.extensions` that hold an `ADAPTER` (in the order they run)."""
 
