@@ -73,7 +73,7 @@ def test_on_koala_a_depth_past_its_blocks_is_stopped_and_said(webui, kohya, fami
 
 def test_on_koala_depths_within_its_blocks_run_on_its_own_blocks_and_that_is_said(webui, kohya, capsys):
     install(webui)
-    p, infotext, wrapped = run(webui, kohya, "koala-700m", d1=3, d2=4)
+    _, infotext, wrapped = run(webui, kohya, "koala-700m", d1=3, d2=4)
     message = (
         "runs on KOALA-700M's own blocks: depth 3 shrinks from the downsampler to 640 channels (on SDXL, from the "
         "second 320-channel block); depth 4 shrinks from the 640-channel block (on SDXL, from the downsampler to 640 "

@@ -12,7 +12,6 @@ values in its folder).
 """
 
 import torch
-
 from modules import script_callbacks, scripts
 
 
