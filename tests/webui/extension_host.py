@@ -25,8 +25,9 @@ from tests.metatree import build_meta_tree
 FAKE_EXTENSIONS = Path(__file__).resolve().parents[1] / "fakeextensions"
 FORGE_BUILTINS = Path(__file__).resolve().parents[1] / "fakewebui" / "forge" / "extensions-builtin"
 HOST_BUILTINS = Path(__file__).resolve().parents[1] / "fakewebui" / "extensions-builtin"
-EXTENSION_ROOTS = (FAKE_EXTENSIONS, FORGE_BUILTINS, HOST_BUILTINS)
-"""Where fake extensions live: third-party ones, Forge's built-ins, A1111's built-ins."""
+EXTENSION_ROOTS = (FAKE_EXTENSIONS, FORGE_BUILTINS)
+"""Where fake third-party extensions and Forge's built-ins live (A1111's built-ins, HOST_BUILTINS, are on `sys.path`
+for every test, and their modules dropped after it: tests/webui/conftest.py)."""
 UNETS = {
     "sdxl": synthetic.sdxl_unet,
     "ssd-1b": synthetic.ssd_1b_unet,
@@ -69,8 +70,8 @@ def _title_of(cls: type) -> str | None:
 
 
 def load_extension(webui: Any, folder: str, base: Path = FAKE_EXTENSIONS) -> LoadedExtension:
-    """Execute `<base>/<folder>/scripts/*.py` (base: one of `EXTENSION_ROOTS`) as A1111 does and register their
-    Script classes."""
+    """Execute `<base>/<folder>/scripts/*.py` (base: `FAKE_EXTENSIONS`, `FORGE_BUILTINS` or `HOST_BUILTINS`) as A1111
+    does and register their Script classes."""
     scripts = webui.module("scripts")
     root = base / folder
     loaded = LoadedExtension(root)

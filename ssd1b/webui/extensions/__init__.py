@@ -23,6 +23,7 @@ ADAPTER_MODULES: tuple[str, ...] = (
     "lora_block_weight",
     "animatediff",
     "kohya_hiresfix",
+    "hypertile",
 )
 """Modules under `ssd1b.webui.extensions` that hold an `ADAPTER` (in the order they run)."""
 
