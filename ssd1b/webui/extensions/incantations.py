@@ -80,7 +80,9 @@ class IncantationsAdapter(ExtensionAdapter):
         return Found(git_version(module_path(module)), {"submodules": getattr(module, "submodules", None)})
 
     def patch(self, found: Found) -> str:
-        present = {type(info.module).__name__ for info in found.modules["submodules"]}
+        if not isinstance(found.modules["submodules"], list):
+            raise KeyError("submodules")
+        present = {type(getattr(info, "module", None)).__name__ for info in found.modules["submodules"]}
         features = [switch.feature for switch in SWITCHES if switch.submodule in present]
         if not features:
             raise KeyError("PAGExtensionScript and SEGExtensionScript")
