@@ -133,7 +133,7 @@ def test_uninstall_and_the_panel_note(webui, incantations):
     adapter.install()
     assert adapter.active
     assert extensions.notes(model("koala-700m")) == [
-        "Incantations: PAG, its CFG Scheduler and SEG stopped (KOALA-700M has no middle-block attention)"
+        "Incantations: PAG, CFG Scheduler, SEG stopped (KOALA-700M has no middle-block attention)"
     ]
     assert extensions.notes(model("koala-1b")) == []
     adapter.uninstall()

@@ -73,6 +73,11 @@ SWITCHES = (
 class IncantationsAdapter(ExtensionAdapter):
     name = "Incantations"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.features: list[str] = []
+        """The features this version has, of SWITCHES."""
+
     def probe(self) -> Found | None:
         module = script_module(SCRIPT_FILE)
         if getattr(module, "IncantBaseExtensionScript", None) is None:
@@ -83,10 +88,10 @@ class IncantationsAdapter(ExtensionAdapter):
         if not isinstance(found.modules["submodules"], list):
             raise KeyError("submodules")
         present = {type(getattr(info, "module", None)).__name__ for info in found.modules["submodules"]}
-        features = [switch.feature for switch in SWITCHES if switch.submodule in present]
-        if not features:
+        self.features = [switch.feature for switch in SWITCHES if switch.submodule in present]
+        if not self.features:
             raise KeyError("PAGExtensionScript and SEGExtensionScript")
-        return f"{joined(features)} stopped on models without a middle-block attention"
+        return f"{joined(self.features)} stopped on models without a middle-block attention"
 
     def process(self, p: Any) -> None:
         layout = layout_of(getattr(p, "sd_model", None))
@@ -101,7 +106,7 @@ class IncantationsAdapter(ExtensionAdapter):
     def describe(self, layout: UNetLayout) -> str | None:
         if layout.has_middle_attention:
             return None
-        return f"{self.name}: PAG, its CFG Scheduler and SEG stopped ({layout.label} has no middle-block attention)"
+        return f"{self.name}: {joined(self.features)} stopped ({layout.label} has no middle-block attention)"
 
 
 def _turned_on(p: Any, script: Any, found: Found | None, switch: Switch) -> bool:
