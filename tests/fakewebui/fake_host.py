@@ -22,6 +22,7 @@ MODULES_SINCE = {
     "modules.infotext_utils": "1.8.0",
     "modules.sd_samplers_lcm": "1.8.0",
     "modules.sd_schedulers": "1.9.0",
+    "hypertile": "1.7.0",  # the built-in extension's module (extensions-builtin/hypertile)
 }
 
 

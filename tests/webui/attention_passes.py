@@ -10,7 +10,7 @@ in the UNet's order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -67,6 +67,21 @@ def sample(webui: Any, sd_model: Any, steps: int, passes: Sequence[int], uncond_
         for chunks in passes:
             for attention in cross_attentions(sd_model):
                 attention(torch.zeros(1, 64, WIDTH), context=context(chunks))
+
+
+def sampler(
+    webui: Any, sd_model: Any, steps: int, passes: Sequence[int], before: Callable[[], Any] | None = None
+) -> Callable[[], torch.Tensor]:
+    """A stand-in for `p.sample` that runs `sample` inside the generation, while the extensions' hooks are on
+    (`before` first, e.g. to forget what was recorded before sampling)."""
+
+    def run() -> torch.Tensor:
+        if before is not None:
+            before()
+        sample(webui, sd_model, steps, passes)
+        return torch.zeros(1, 4, 8, 8)
+
+    return run
 
 
 def per_pass(values: Sequence[Any], calls: int) -> list[list[Any]]:

@@ -25,7 +25,9 @@ FAKE_ROOT = Path(__file__).resolve().parents[1] / "fakewebui"
 FORGE_ROOT = FAKE_ROOT / "forge"
 LORA_ROOT = FAKE_ROOT / "extensions-builtin" / "Lora"
 """On `sys.path` as in A1111, which adds each built-in extension's folder while loading its scripts."""
-HOST_MODULE_ROOTS = ("modules", "modules_forge", "fake_host", "networks", "network")
+HYPERTILE_ROOT = FAKE_ROOT / "extensions-builtin" / "hypertile"
+"""Likewise (A1111 v1.7.0 and later; Forge has none: not on `sys.path` there, and hidden before v1.7.0)."""
+HOST_MODULE_ROOTS = ("modules", "modules_forge", "fake_host", "networks", "network", "backend", "hypertile")
 ADAPTER_ROOT = "ssd1b.webui"
 ALL_VERSIONS = ("1.6.0", "1.7.0", "1.8.0", "1.9.4", "1.10.1", "dev")
 
@@ -82,7 +84,7 @@ def webui(host_version: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     data_dir.mkdir()
     monkeypatch.setenv("SSD1B_FAKE_WEBUI_VERSION", host_version)
     monkeypatch.setenv("SSD1B_FAKE_WEBUI_DATA", str(data_dir))
-    roots = [str(FAKE_ROOT), str(LORA_ROOT)] + ([str(FORGE_ROOT)] if host_version == "forge" else [])
+    roots = [str(FAKE_ROOT), str(LORA_ROOT)] + ([str(FORGE_ROOT)] if host_version == "forge" else [str(HYPERTILE_ROOT)])
     sys.path[:0] = roots
     fake_host = importlib.import_module("fake_host")
     finder = _HiddenModules(fake_host.hidden_modules())

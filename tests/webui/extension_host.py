@@ -23,6 +23,11 @@ from tests import synthetic
 from tests.metatree import build_meta_tree
 
 FAKE_EXTENSIONS = Path(__file__).resolve().parents[1] / "fakeextensions"
+FORGE_BUILTINS = Path(__file__).resolve().parents[1] / "fakewebui" / "forge" / "extensions-builtin"
+HOST_BUILTINS = Path(__file__).resolve().parents[1] / "fakewebui" / "extensions-builtin"
+EXTENSION_ROOTS = (FAKE_EXTENSIONS, FORGE_BUILTINS)
+"""Where fake third-party extensions and Forge's built-ins live (A1111's built-ins, HOST_BUILTINS, are on `sys.path`
+for every test, and their modules dropped after it: tests/webui/conftest.py)."""
 UNETS = {
     "sdxl": synthetic.sdxl_unet,
     "ssd-1b": synthetic.ssd_1b_unet,
@@ -33,11 +38,14 @@ UNETS = {
 
 
 def model(family: str) -> Any:
-    """A loaded model as the adapters see it: `model.diffusion_model`, the UNet's real module tree on meta."""
+    """A loaded model as the adapters see it: `model` (sgm's DiffusionWrapper, a module) holding `diffusion_model`,
+    the UNet's real module tree on meta."""
     unet = build_meta_tree(UNETS[family](), prefix="model.diffusion_model.")
     if not hasattr(unet, "middle_block"):  # KOALA-700M: ssd1b.prune leaves an empty middle block, as DeepCache needs
         unet.middle_block = nn.Sequential()
-    return SimpleNamespace(model=SimpleNamespace(diffusion_model=unet), is_sdxl=True)
+    wrapper = nn.Module()
+    wrapper.diffusion_model = unet
+    return SimpleNamespace(model=wrapper, is_sdxl=True)
 
 
 @dataclass
@@ -61,10 +69,11 @@ def _title_of(cls: type) -> str | None:
         return None
 
 
-def load_extension(webui: Any, folder: str) -> LoadedExtension:
-    """Execute `tests/fakeextensions/<folder>/scripts/*.py` as A1111 does and register their Script classes."""
+def load_extension(webui: Any, folder: str, base: Path = FAKE_EXTENSIONS) -> LoadedExtension:
+    """Execute `<base>/<folder>/scripts/*.py` (base: `FAKE_EXTENSIONS`, `FORGE_BUILTINS` or `HOST_BUILTINS`) as A1111
+    does and register their Script classes."""
     scripts = webui.module("scripts")
-    root = FAKE_EXTENSIONS / folder
+    root = base / folder
     loaded = LoadedExtension(root)
     sys.path.insert(0, str(root))
     try:
@@ -91,11 +100,8 @@ def forget_extension_modules() -> None:
     """Drop the `scripts.*` copies and the root modules a fake extension made (each test loads afresh)."""
     for name in list(sys.modules):
         module = sys.modules[name]
-        if (
-            name == "scripts"
-            or name.startswith("scripts.")
-            or str(getattr(module, "__file__", "")).startswith(str(FAKE_EXTENSIONS))
-        ):
+        path = str(getattr(module, "__file__", ""))
+        if name == "scripts" or name.startswith("scripts.") or any(path.startswith(str(r)) for r in EXTENSION_ROOTS):
             del sys.modules[name]
 
 
@@ -131,13 +137,23 @@ def _controls(script: Any, ours: bool) -> list[Any]:
 
 
 def generate(
-    webui: Any, sd_model: Any, scripts: Any, args: dict[str, list[Any]] | None = None, **fields: Any
+    webui: Any,
+    sd_model: Any,
+    scripts: Any,
+    args: dict[str, list[Any]] | None = None,
+    *,
+    prompt: str = "a lighthouse",
+    attributes: dict[str, Any] | None = None,
+    **fields: Any,
 ) -> tuple[Any, str]:
-    """A txt2img through the host's process_images with `scripts`: `args` by title replace each script's defaults,
-    `fields` the processing object's (prompt "a lighthouse", 4 steps). Returns (p, infotext)."""
+    """A txt2img through the host's process_images with `scripts` on `sd_model` (also `shared.sd_model`): `args` by
+    title replace each script's defaults, `fields` are the processing object's (4 steps unless given), `attributes`
+    are set on `p` after it is made (as XYZ or the API would). Returns (p, infotext)."""
     processing = webui.module("processing")
-    p = processing.StableDiffusionProcessingTxt2Img(**{"prompt": "a lighthouse", "steps": 4, **fields})
-    p.sd_model = sd_model
+    p = processing.StableDiffusionProcessingTxt2Img(**{"prompt": prompt, "steps": 4, **fields})
+    p.sd_model = webui.module("shared").sd_model = sd_model
+    for name, value in (attributes or {}).items():
+        setattr(p, name, value)
     p.scripts = scripts
     values: list[Any] = [None]
     for script in scripts.alwayson_scripts:

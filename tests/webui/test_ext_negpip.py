@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.webui.attention_passes import CALLS_PER_PASS, attention_model, hooked_forwards, per_pass, sample
+from tests.webui.attention_passes import CALLS_PER_PASS, attention_model, hooked_forwards, per_pass, sampler
 from tests.webui.extension_host import forget_extension_modules, generate, load_extension, runner
 
 TITLE = "NegPiP"
@@ -33,14 +33,21 @@ def adapter(webui):
 
 
 def run(webui, negpip, family, active=True):
-    """A generation with NegPiP on, then `STEPS` steps of a cond and an uncond pass: (p, infotext, per pass)."""
+    """A generation with NegPiP on, sampling `STEPS` steps of a cond and an uncond pass: (p, infotext, per pass)."""
     sd_model = attention_model(family)
     scripts = runner(webui, negpip.script_class(TITLE))
     webui.module("scripts").scripts_txt2img = scripts
-    p, infotext = generate(webui, sd_model, scripts, {TITLE: [active]}, prompt=PROMPT, negative_prompt=NEGATIVE)
     forwarded = negpip.modules["negpip.py"].forwarded
-    forwarded.clear()
-    sample(webui, sd_model, STEPS, (1, 1))
+    steps = sampler(webui, sd_model, STEPS, (1, 1), before=forwarded.clear)
+    p, infotext = generate(
+        webui,
+        sd_model,
+        scripts,
+        {TITLE: [active]},
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        attributes={"sample": steps},
+    )
     return p, infotext, per_pass(forwarded, CALLS_PER_PASS[family])
 
 

@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.webui.attention_passes import CALLS_PER_PASS, attention_model, hooked_forwards, per_pass, sample
+from tests.webui.attention_passes import CALLS_PER_PASS, attention_model, hooked_forwards, per_pass, sampler
 from tests.webui.extension_host import forget_extension_modules, generate, load_extension, runner
 
 TITLE = "Regional Prompter"
@@ -36,17 +36,18 @@ def adapter(webui):
 
 
 def run(webui, rp, family, tab="Matrix", calc="Attention", passes=(2, 2)):
-    """A generation with Regional Prompter on, then `STEPS` sampling steps; (p, infotext, forwards per pass)."""
+    """A generation with Regional Prompter on, sampling `STEPS` steps; (p, infotext, forwards per pass)."""
     sd_model = attention_model(family)
     webui.module("shared").sd_model = sd_model
     scripts = runner(webui, rp.script_class(TITLE))
     webui.module("scripts").scripts_txt2img = scripts
     args = list(scripts.alwayson_scripts[1].default_args)
     args[ACTIVE], args[TAB], args[CALC] = True, tab, calc
-    p, infotext = generate(webui, sd_model, scripts, {TITLE: args}, prompt=PROMPT, negative_prompt=NEGATIVE)
     forwarded = sys.modules["scripts.attention"].forwarded
-    forwarded.clear()  # what process hooked is counted from the first step on
-    sample(webui, sd_model, STEPS, passes)
+    steps = sampler(webui, sd_model, STEPS, passes, before=forwarded.clear)  # counted from the first step on
+    p, infotext = generate(
+        webui, sd_model, scripts, {TITLE: args}, prompt=PROMPT, negative_prompt=NEGATIVE, attributes={"sample": steps}
+    )
     return p, infotext, per_pass(forwarded, CALLS_PER_PASS[family])
 
 

@@ -16,7 +16,17 @@ from typing import Any
 from ssd1b.log import logger
 from ssd1b.webui.extensions.base import ExtensionAdapter, current_model, layout_of
 
-ADAPTER_MODULES: tuple[str, ...] = ("sag", "regional_prompter", "negpip")
+ADAPTER_MODULES: tuple[str, ...] = (
+    "sag",
+    "regional_prompter",
+    "negpip",
+    "incantations",
+    "forge_builtins",
+    "lora_block_weight",
+    "animatediff",
+    "kohya_hiresfix",
+    "hypertile",
+)
 """Modules under `ssd1b.webui.extensions` that hold an `ADAPTER` (in the order they run)."""
 
 _installed = False

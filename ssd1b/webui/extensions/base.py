@@ -82,8 +82,8 @@ class ExtensionAdapter:
     def apply(self) -> None:
         """Patch the extension if it is loaded and not patched yet; one console line says what was done or why not
         (the registry names the absent ones, once)."""
-        if not self.installed or self.patches:
-            return
+        if not self.installed or self.patches or (self.found is not None and self.problem is None):
+            return  # patched already (an adapter that only acts in `process` has nothing to wrap)
         self.found = self.probe()
         if self.found is None:
             return
@@ -178,7 +178,17 @@ def _commit_of(dot_git: Path) -> str | None:
     if not head.startswith("ref:"):
         return head or None
     ref = head.removeprefix("ref:").strip()
-    return _read(dot_git / ref) or _packed_ref(dot_git, ref)
+    for folder in _ref_folders(dot_git):
+        commit = _read(folder / ref) or _packed_ref(folder, ref)
+        if commit:
+            return commit
+    return None
+
+
+def _ref_folders(dot_git: Path) -> tuple[Path, ...]:
+    """Where the branches are: the git dir, and for a linked worktree the main repository's (its `commondir`)."""
+    common = _read(dot_git / "commondir")
+    return (dot_git, (dot_git / common).resolve()) if common else (dot_git,)
 
 
 def _packed_ref(dot_git: Path, ref: str) -> str | None:
@@ -216,8 +226,12 @@ def unet_of(model: Any) -> Any | None:
 
 
 def layout_of(model: Any) -> UNetLayout | None:
-    """The loaded UNet's layout (read once per UNet object)."""
-    unet = unet_of(model)
+    """The loaded model's UNet layout (read once per UNet object)."""
+    return layout_of_unet(unet_of(model))
+
+
+def layout_of_unet(unet: Any) -> UNetLayout | None:
+    """The layout of a UNet module (`diffusion_model`), read once per UNet object."""
     if unet is None:
         return None
     with contextlib.suppress(KeyError, TypeError):  # TypeError: not weak-referenceable, never cached
@@ -226,6 +240,12 @@ def layout_of(model: Any) -> UNetLayout | None:
     with contextlib.suppress(TypeError):
         _layouts[unet] = layout
     return layout
+
+
+def blocks_renumbered(layout: UNetLayout) -> bool:
+    """A distilled SDXL whose blocks are not numbered as SDXL's (KOALA: 6 input and 6 output blocks), so an SDXL
+    block index or id names another block there, or none."""
+    return layout.distilled and not layout.sdxl_numbering
 
 
 def current_model() -> Any | None:

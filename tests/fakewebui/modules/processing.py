@@ -1,14 +1,18 @@
 """Fake of modules/processing.py: the processing object's fields a script touches, and the hook order.
 
 `process_images` runs what the host runs around a generation, minus the model: `scripts.before_process(p)`, then
-`setup_prompts()` (which fixes `all_prompts` / `all_negative_prompts`), then `scripts.process(p)`, then per batch
-`scripts.process_batch(p, batch_number=…, prompts=…, seeds=…, subseeds=…)` (with `p.iteration`, `p.prompts`,
-`p.negative_prompts`, `p.seeds`, `p.subseeds` of that batch, as the host sets them before sampling); the returned
-infotext is built from the final fields and `extra_generation_params` in the host's format
-(`key: quote(value)` pairs after the prompt lines). `scheduler` exists from v1.9.
+`setup_prompts()` (which fixes `all_prompts` / `all_negative_prompts`, and here the seeds), then `scripts.process(p)`;
+when scripts run, then per batch (v1.10.1 `process_images_inner`): `before_process_batch`, the extra networks
+parsed out of the prompts and `extra_networks.activate` (which ends with `after_extra_networks_activate`),
+`process_batch`, the sampling (`process_before_every_sampling` from v1.10, then `p.steps` calls of a
+`CFGDenoiser` on a stand-in UNet, see modules/sd_samplers_cfg_denoiser.py; an exception there aborts the
+generation, as in the host), `postprocess_batch`; and last `postprocess`. The returned infotext is built from the
+final fields and `extra_generation_params` in the host's format (`key: quote(value)` pairs after the prompt lines).
+`scheduler` exists from v1.9.
 """
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import fake_host
@@ -40,6 +44,12 @@ class StableDiffusionProcessing:
     all_prompts: list = field(default=None, init=False)
     all_negative_prompts: list = field(default=None, init=False)
     comments: dict = field(default=None, init=False)
+    all_seeds: list = field(default=None, init=False)
+    all_subseeds: list = field(default=None, init=False)
+    iteration: int = field(default=0, init=False)
+    is_hr_pass: bool = field(default=False, init=False)
+    disable_extra_networks: bool = field(default=False, init=False)
+    sampler: Any = field(default=None, init=False)
 
     def __post_init__(self):
         self.comments = {}
@@ -56,6 +66,31 @@ class StableDiffusionProcessing:
         count = self.batch_size * self.n_iter
         self.all_prompts = [self.prompt] * count
         self.all_negative_prompts = [self.negative_prompt] * count
+        first_seed = max(int(self.seed), 0)
+        self.all_seeds = [first_seed + i for i in range(count)]
+        self.all_subseeds = list(self.all_seeds)
+
+    def parse_extra_network_prompts(self):
+        from modules import extra_networks
+
+        self.prompts, self.extra_network_data = extra_networks.parse_prompts(self.prompts)
+
+    def sample(self):
+        """Stand-in for the sampler: `process_before_every_sampling` (v1.10+), then one `CFGDenoiser` call per step
+        on a latent of zeros, the prompt as cond 1 and the negative prompt as cond 0."""
+        import torch
+
+        from modules.sd_samplers_cfg_denoiser import CFGDenoiser
+
+        x = torch.zeros((len(self.prompts), 4, 8, 8))
+        if fake_host.at_least("1.10.0"):
+            self.scripts.process_before_every_sampling(self, x=x, noise=x, c=None, uc=None)
+        self.sampler = SimpleNamespace(model_wrap_cfg=CFGDenoiser(self, total_steps=self.steps))
+        sigma = torch.ones(x.shape[0])
+        cond, uncond = torch.ones(x.shape[0]), torch.zeros(x.shape[0])
+        for _ in range(self.steps):
+            x = self.sampler.model_wrap_cfg(x, sigma, uncond, cond, self.cfg_scale)
+        return x
 
 
 @dataclass(repr=False)
@@ -107,15 +142,24 @@ def process_images(p):
         p.scripts.process(p)
         for n in range(p.n_iter):
             _process_batch(p, n)
+        p.scripts.postprocess(p, SimpleNamespace(images=[], infotexts=[]))
     return create_infotext(p)
 
 
 def _process_batch(p, n):
-    batch = slice(n * p.batch_size, (n + 1) * p.batch_size)
+    from modules import extra_networks
+
     p.iteration = n
+    batch = slice(n * p.batch_size, (n + 1) * p.batch_size)
     p.prompts, p.negative_prompts = p.all_prompts[batch], p.all_negative_prompts[batch]
-    p.seeds = p.subseeds = [p.seed] * p.batch_size
+    p.seeds, p.subseeds = p.all_seeds[batch], p.all_subseeds[batch]
+    p.scripts.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
+    p.parse_extra_network_prompts()
+    if not p.disable_extra_networks:
+        extra_networks.activate(p, p.extra_network_data)
     p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
+    samples = p.sample()
+    p.scripts.postprocess_batch(p, samples, batch_number=n)
 
 
 # --- decoding a batch after sampling (txt2img, img2img, the first pass of hires fix) -----------------------------

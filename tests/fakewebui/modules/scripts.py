@@ -1,11 +1,14 @@
-"""Fake of modules/scripts.py: the Script base class and the ScriptRunner paths the presets panel uses.
+"""Fake of modules/scripts.py: the Script base class and the ScriptRunner paths the presets panel and the
+extension adapters' tests use.
 
-Real names and signatures (v1.6.0 … v1.10.1 agree on everything here): `AlwaysVisible`, `OnComponent`,
-`Script` (title/show/ui/setup/before_process/process/after_component/on_after_component/elem_id …), and a
-`ScriptRunner` that instantiates registered script classes per tab, builds their UI inside a `gr.Group`, collects
-`infotext_fields`, slices `p.script_args` by `args_from:args_to` and, like the host, catches and reports every
-exception a script hook raises (the generation goes on). `scripts_current` is the runner of the tab being built;
-the component-creation patch (modules/gradio_extensons.py) calls its `after_component`.
+Real names and signatures (v1.6.0 … v1.10.1 agree on everything here, except `process_before_every_sampling`,
+new in v1.10.0): `AlwaysVisible`, `OnComponent`, `Script` (title/show/ui/setup/before_process/process/
+before_process_batch/after_extra_networks_activate/process_batch/process_before_every_sampling/postprocess_batch/
+postprocess/after_component/on_after_component/elem_id …), and a `ScriptRunner` that instantiates registered script
+classes per tab, builds their UI inside a `gr.Group`, collects `infotext_fields`, slices `p.script_args` by
+`args_from:args_to` before every hook and, like the host, catches and reports every exception a script hook raises
+(the generation goes on). `scripts_current` is the runner of the tab being built; the component-creation patch
+(modules/gradio_extensons.py) calls its `after_component`.
 """
 
 import re
@@ -65,7 +68,19 @@ class Script:
     def process(self, p, *args):
         pass
 
+    def before_process_batch(self, p, *args, **kwargs):
+        pass
+
+    def after_extra_networks_activate(self, p, *args, **kwargs):
+        pass
+
     def process_batch(self, p, *args, **kwargs):
+        pass
+
+    def process_before_every_sampling(self, p, *args, **kwargs):
+        pass
+
+    def postprocess_batch(self, p, *args, **kwargs):
         pass
 
     def postprocess(self, p, processed, *args):
@@ -181,11 +196,11 @@ class ScriptRunner:
     def script(self, title):
         return next((s for s in self.scripts if s.title().lower() == title.lower()), None)
 
-    def _run_hook(self, name, p, *extra):
+    def _run_hook(self, name, p, *extra, **kwargs):
         for script in self.alwayson_scripts:
             try:
                 script_args = p.script_args[script.args_from : script.args_to]
-                getattr(script, name)(p, *extra, *script_args)
+                getattr(script, name)(p, *extra, *script_args, **kwargs)
             except Exception:
                 errors.report(f"Error running {name}: {script.filename}", exc_info=True)
 
@@ -204,12 +219,25 @@ class ScriptRunner:
     def process(self, p):
         self._run_hook("process", p)
 
+    def before_process_batch(self, p, **kwargs):
+        self._run_hook("before_process_batch", p, **kwargs)
+
+    def after_extra_networks_activate(self, p, **kwargs):
+        self._run_hook("after_extra_networks_activate", p, **kwargs)
+
     def process_batch(self, p, **kwargs):
+        self._run_hook("process_batch", p, **kwargs)
+
+    def process_before_every_sampling(self, p, **kwargs):
+        self._run_hook("process_before_every_sampling", p, **kwargs)
+
+    def postprocess_batch(self, p, images, **kwargs):
         for script in self.alwayson_scripts:
             try:
-                script.process_batch(p, *p.script_args[script.args_from : script.args_to], **kwargs)
+                script_args = p.script_args[script.args_from : script.args_to]
+                script.postprocess_batch(p, *script_args, images=images, **kwargs)
             except Exception:
-                errors.report(f"Error running process_batch: {script.filename}", exc_info=True)
+                errors.report(f"Error running postprocess_batch: {script.filename}", exc_info=True)
 
     def postprocess(self, p, processed):
         self._run_hook("postprocess", p, processed)
