@@ -130,11 +130,19 @@ def _controls(script: Any, ours: bool) -> list[Any]:
     return list(script.ui(script.is_img2img) or [])
 
 
-def generate(webui: Any, sd_model: Any, scripts: Any, args: dict[str, list[Any]] | None = None) -> tuple[Any, str]:
+def generate(
+    webui: Any,
+    sd_model: Any,
+    scripts: Any,
+    args: dict[str, list[Any]] | None = None,
+    override_settings: dict[str, Any] | None = None,
+) -> tuple[Any, str]:
     """A txt2img through the host's process_images with `scripts`: `args` by title replace each script's defaults.
     Returns (p, infotext)."""
     processing = webui.module("processing")
-    p = processing.StableDiffusionProcessingTxt2Img(prompt="a lighthouse", steps=4)
+    p = processing.StableDiffusionProcessingTxt2Img(
+        prompt="a lighthouse", steps=4, override_settings=dict(override_settings or {})
+    )
     p.sd_model = sd_model
     p.scripts = scripts
     values: list[Any] = [None]

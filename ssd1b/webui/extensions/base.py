@@ -178,7 +178,9 @@ def _commit_of(dot_git: Path) -> str | None:
     if not head.startswith("ref:"):
         return head or None
     ref = head.removeprefix("ref:").strip()
-    return _read(dot_git / ref) or _packed_ref(dot_git, ref)
+    common = _read(dot_git / "commondir")  # a worktree keeps its branches in the main repository's folder
+    refs_dir = (dot_git / common).resolve() if common else dot_git
+    return _read(dot_git / ref) or _read(refs_dir / ref) or _packed_ref(refs_dir, ref)
 
 
 def _packed_ref(dot_git: Path, ref: str) -> str | None:

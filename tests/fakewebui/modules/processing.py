@@ -1,7 +1,8 @@
 """Fake of modules/processing.py: the processing object's fields a script touches, and the hook order.
 
 `process_images` runs what the host runs around a generation, minus the model: `scripts.before_process(p)`, then
-`setup_prompts()` (which fixes `all_prompts` / `all_negative_prompts`), then `scripts.process(p)`; the returned
+`override_settings` applied through `opts.set` (an unknown key raises KeyError, as in the host), `setup_prompts()`
+(which fixes `all_prompts` / `all_negative_prompts`), `scripts.process(p)`, `sd_unet.apply_unet()`; the returned
 infotext is built from the final fields and `extra_generation_params` in the host's format
 (`key: quote(value)` pairs after the prompt lines). `scheduler` exists from v1.9.
 """
@@ -28,6 +29,7 @@ class StableDiffusionProcessing:
     width: int = 512
     height: int = 512
     override_settings: dict = None
+    override_settings_restore_afterwards: bool = True
     extra_generation_params: dict = None
     do_not_save_samples: bool = False
     do_not_save_grid: bool = False
@@ -94,16 +96,32 @@ if fake_host.is_forge():
 
 
 def process_images(p):
-    """Returns the infotext of the first image (the fake generates nothing). On Forge the model is (re)loaded
-    after `before_process`, as Forge's `manage_model_and_prompt_cache` does."""
+    """Returns the infotext of the first image (the fake generates nothing). As the host: `before_process`, then
+    `override_settings` applied (restored at the end with `override_settings_restore_afterwards`), `process`, then
+    `sd_unet.apply_unet()`. On Forge the model is (re)loaded after `before_process`, as Forge's
+    `manage_model_and_prompt_cache` does."""
+    from modules import sd_unet, shared
+
     if p.scripts is not None:
         p.scripts.before_process(p)
-    if fake_host.is_forge():
-        p.sd_model, _ = forge_model_reload()
-    p.setup_prompts()
-    if p.scripts is not None:
-        p.scripts.process(p)
-    return create_infotext(p)
+    if fake_host.at_least("1.10.0"):
+        stored_opts = {k: shared.opts.data[k] for k in p.override_settings if k in shared.opts.data}
+    else:  # before v1.10.0 every key is read (KeyError for an option never saved)
+        stored_opts = {k: shared.opts.data[k] for k in p.override_settings}
+    try:
+        for key, value in p.override_settings.items():
+            shared.opts.set(key, value, is_api=True, run_callbacks=False)
+        if fake_host.is_forge():
+            p.sd_model, _ = forge_model_reload()
+        p.setup_prompts()
+        if p.scripts is not None:
+            p.scripts.process(p)
+        sd_unet.apply_unet()
+        return create_infotext(p)
+    finally:
+        if p.override_settings_restore_afterwards:
+            for key, value in stored_opts.items():
+                setattr(shared.opts, key, value)
 
 
 # --- decoding a batch after sampling (txt2img, img2img, the first pass of hires fix) -----------------------------

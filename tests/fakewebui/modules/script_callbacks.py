@@ -18,6 +18,7 @@ callback_map = dict(
     callbacks_infotext_pasted=[],
     callbacks_script_unloaded=[],
     callbacks_before_ui=[],
+    callbacks_list_unets=[],
 )
 
 
@@ -63,6 +64,12 @@ def before_ui_callback():
     _run("before_ui")
 
 
+def list_unets_callback():
+    res = []
+    _run("list_unets", res)
+    return res
+
+
 def on_app_started(callback, *, name=None):
     add_callback(callback_map["callbacks_app_started"], callback, name=name, category="app_started")
 
@@ -89,3 +96,7 @@ def on_script_unloaded(callback, *, name=None):
 
 def on_before_ui(callback, *, name=None):
     add_callback(callback_map["callbacks_before_ui"], callback, name=name, category="before_ui")
+
+
+def on_list_unets(callback, *, name=None):
+    add_callback(callback_map["callbacks_list_unets"], callback, name=name, category="list_unets")
