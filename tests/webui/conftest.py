@@ -24,7 +24,7 @@ FAKE_ROOT = Path(__file__).resolve().parents[1] / "fakewebui"
 FORGE_ROOT = FAKE_ROOT / "forge"
 LORA_ROOT = FAKE_ROOT / "extensions-builtin" / "Lora"
 """On `sys.path` as in A1111, which adds each built-in extension's folder while loading its scripts."""
-HOST_MODULE_ROOTS = ("modules", "modules_forge", "fake_host", "networks", "network", "lora")
+HOST_MODULE_ROOTS = ("modules", "modules_forge", "fake_host", "networks", "network", "lora", "backend")
 ADAPTER_ROOT = "ssd1b.webui"
 ALL_VERSIONS = ("1.6.0", "1.7.0", "1.8.0", "1.9.4", "1.10.1", "dev")
 

@@ -16,7 +16,15 @@ from typing import Any
 from ssd1b.log import logger
 from ssd1b.webui.extensions.base import ExtensionAdapter, current_model, layout_of
 
-ADAPTER_MODULES: tuple[str, ...] = ("sag", "lora_networks", "tiled_vae", "onediff", "tensorrt", "distributed")
+ADAPTER_MODULES: tuple[str, ...] = (
+    "sag",
+    "lora_networks",
+    "tiled_vae",
+    "onediff",
+    "tensorrt",
+    "distributed",
+    "forge_unet",
+)
 """Modules under `ssd1b.webui.extensions` that hold an `ADAPTER` (in the order they run)."""
 
 _installed = False
