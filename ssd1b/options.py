@@ -31,6 +31,9 @@ class OptionSpec:
     on_forge: str = ""
     """Empty: the option works on Forge as on A1111; else what its label adds there (what does not apply, or applies
     differently)."""
+    read_at: str = "generation"
+    """When the extension reads it: "generation" (each generation; an API request's `override_settings` may set
+    it), "load" (when a model loads, and again at each generation), "ui" (only the browser reads it)."""
 
 
 VAE_CHOICES = ("Automatic", "Full", "TAESD")
@@ -62,6 +65,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         False,
         "Apply this section's VAE handling to every SDXL model, not only distilled ones",
         "decoder/encoder choice, missing-VAE recovery, tiling, NaN fallbacks",
+        read_at="load",
     ),
     OptionSpec(
         "ssd1b_missing_vae",
@@ -73,6 +77,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         kind="radio",
         choices=MISSING_VAE_CHOICES,
         on_forge="on Forge, Use TAESD takes the SDXL VAE file too: Forge builds its VAE from a full VAE file",
+        read_at="load",
     ),
     OptionSpec(
         "ssd1b_missing_vae_file",
@@ -81,6 +86,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Automatic: search models/VAE for a file with xl in its name, fp16-fix first",
         kind="dropdown",
         extra={"choices_from": "vae_files"},
+        read_at="load",
     ),
     OptionSpec(
         "ssd1b_tiled_vae",
@@ -138,6 +144,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "ssd1b_apply_preset_on_select",
         False,
         "Apply the family's default preset when a distilled checkpoint is selected",
+        read_at="ui",
     ),
 )
 

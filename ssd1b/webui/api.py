@@ -12,7 +12,8 @@ Routes (JSON, prefix /ssd1b/v1; GET unless marked POST):
   422 {"detail": "..."} when `checkpoint` is missing or blank; 404 {"detail": "..."} when the host knows no such
   checkpoint.
 - /ssd1b/v1/model                      -> {"loaded": true, ...`ssd1b.webui.loading.current_report()`} or
-  {"loaded": false}.
+  {"loaded": false}; both with "extension": {"version", "settings"} (whether this extension's settings are
+  registered: not in `--nowebui` mode, where an `ssd1b_*` override fails the request).
 - /ssd1b/v1/pipelines                  -> {"pipelines": [{"name", "folder", "target", "family", "converted"}...]}:
   the diffusers pipeline folders in the checkpoint folders (`ssd1b.webui.conversion`).
 - POST /ssd1b/v1/convert {"pipeline": name, "dtype": "fp16"|"bf16"|"fp32", "overwrite": false}
@@ -134,7 +135,20 @@ def get_model() -> dict[str, Any]:
 
     _require_installed()
     report = forge.loaded_report() if host.probe().is_forge else loading.current_report()
-    return {"loaded": False} if report is None else {"loaded": True, **report}
+    loaded = {"loaded": False} if report is None else {"loaded": True, **report}
+    return {**loaded, "extension": extension_facts()}
+
+
+def extension_facts() -> dict[str, Any]:
+    """This extension's version, and whether its settings are registered (not in `--nowebui` API mode, where an
+    `ssd1b_*` key in `override_settings` fails the request): what Distributed's master asks of its workers."""
+    from modules import shared
+
+    from ssd1b import __version__
+    from ssd1b.options import OPTIONS
+
+    labels = getattr(shared.opts, "data_labels", {})
+    return {"version": __version__, "settings": all(spec.key in labels for spec in OPTIONS)}
 
 
 def get_pipelines() -> dict[str, Any]:

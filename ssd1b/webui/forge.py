@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ssd1b.checkpoint import HeaderError, read_header
+from ssd1b.families import UNET_PREFIX
 from ssd1b.inspect import cached_report
 from ssd1b.log import PREFIX, logger
 from ssd1b.options import option_value
@@ -45,6 +46,7 @@ FORGE_VAE_KEY = "decoder.conv_in.weight"
 """What `backend.loader.replace_state_dict` looks for to take a module as the VAE."""
 USER_MODULE_SOURCE = "chosen in Forge's VAE / Text Encoder box"
 RELOAD_OWNERS = ("modules.sd_models", "modules.processing")
+WEIGHT_SUFFIXES = (".weight", ".bias")
 NOT_APPLIED_ON_FORGE = (
     "not applied here (Forge has its own): loading, TAESD in place of a missing VAE, LoRA fit, the "
     "sd-webui-controlnet adapter. Applied: a VAE for checkpoints without one, the VAE settings on Forge's VAE "
@@ -214,7 +216,8 @@ def process(p: Any) -> None:
 
 def loaded_report() -> dict[str, Any] | None:
     """What `/ssd1b/v1/model` says of Forge's loaded model, from its file's header (Forge built it; the UNet's
-    parameters are the header's count)."""
+    parameters are the header's count); `"loaded": false` with the `problem` when the UNet Forge built has weights
+    the file lacks (it cannot sample)."""
     from modules import sd_models
 
     model = getattr(sd_models.model_data, "sd_model", None)
@@ -223,7 +226,7 @@ def loaded_report() -> dict[str, Any] | None:
         return None
     report = cached_report(filename)
     info = getattr(model, "sd_checkpoint_info", None)
-    return {
+    found = {
         "checkpoint": getattr(info, "title", os.path.basename(filename)),
         "family": report.family,
         "label": report.label,
@@ -233,3 +236,27 @@ def loaded_report() -> dict[str, Any] | None:
         "loaded_by": "forge",
         "vae": _decision.choice.infotext() or ("the checkpoint's" if report.has_vae else "none"),
     }
+    unbuilt = unbuilt_weights(model, filename)
+    if unbuilt:
+        found["loaded"] = False
+        found["problem"] = (
+            f"Forge built {len(unbuilt)} UNet weights this file does not have ({unbuilt[0]}, ...), left "
+            "uninitialised: this model cannot sample. Load it again with sd-webui-ssd1b installed"
+        )
+    return found
+
+
+def unbuilt_weights(model: Any, filename: str) -> list[str]:
+    """The weights of the UNet Forge built that the checkpoint lacks (Forge loads with strict=False and leaves them
+    as built: uninitialised, or None). Empty when the file carries no UNet (Forge took it from another file)."""
+    from ssd1b.webui.extensions.base import unet_of
+
+    unet = unet_of(model)
+    try:
+        names = set(read_header(filename).names) if unet is not None else set()
+    except (HeaderError, OSError):
+        return []
+    if not any(name.startswith(UNET_PREFIX) for name in names):
+        return []
+    built = (UNET_PREFIX + name for name, _ in unet.named_parameters())
+    return sorted(name for name in built if name.endswith(WEIGHT_SUFFIXES) and name not in names)

@@ -281,8 +281,9 @@ def running() -> bool:
     return any(server.process.poll() is None for server in _started)
 
 
-def start(launch: LaunchSettings, work_dir: Path) -> WebUI:
-    """Start the server on STARTUP_CHECKPOINT and return once its API answers and that model has loaded."""
+def start(launch: LaunchSettings, work_dir: Path, extension: Path = REPO_ROOT) -> WebUI:
+    """Start the server on STARTUP_CHECKPOINT with `extension` (this checkout by default) linked in, and return once
+    its API answers and that model has loaded."""
     problems = launch.problems()
     if problems:
         raise ServerError("; ".join(problems))
@@ -292,7 +293,7 @@ def start(launch: LaunchSettings, work_dir: Path) -> WebUI:
     lora_dir = work_dir / "Lora"
     lora_dir.mkdir(exist_ok=True)
     log = ServerLog(work_dir / "server.log")
-    links = [link_extension(launch.webui_dir)]
+    links = [link_extension(launch.webui_dir, extension)]
     try:
         if launch.controlnet is not None:
             (launch.models / CONTROLNET_MODELS).mkdir(exist_ok=True)

@@ -27,7 +27,7 @@ LORA_ROOT = FAKE_ROOT / "extensions-builtin" / "Lora"
 """On `sys.path` as in A1111, which adds each built-in extension's folder while loading its scripts."""
 HYPERTILE_ROOT = FAKE_ROOT / "extensions-builtin" / "hypertile"
 """Likewise (A1111 v1.7.0 and later; Forge has none: not on `sys.path` there, and hidden before v1.7.0)."""
-HOST_MODULE_ROOTS = ("modules", "modules_forge", "fake_host", "networks", "network", "backend", "hypertile")
+HOST_MODULE_ROOTS = ("modules", "modules_forge", "fake_host", "networks", "network", "lora", "backend", "hypertile")
 ADAPTER_ROOT = "ssd1b.webui"
 ALL_VERSIONS = ("1.6.0", "1.7.0", "1.8.0", "1.9.4", "1.10.1", "dev")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -144,16 +145,21 @@ def generate(
     *,
     prompt: str = "a lighthouse",
     attributes: dict[str, Any] | None = None,
+    sampling: Callable[[Any], Any] | None = None,
     **fields: Any,
 ) -> tuple[Any, str]:
     """A txt2img through the host's process_images with `scripts` on `sd_model` (also `shared.sd_model`): `args` by
     title replace each script's defaults, `fields` are the processing object's (4 steps unless given), `attributes`
-    are set on `p` after it is made (as XYZ or the API would). Returns (p, infotext)."""
+    are set on `p` after it is made (as XYZ or the API would); `sampling(p)`, if given, runs where the host samples
+    and decodes (the extensions' per-generation hooks are on then; their `postprocess` takes them off). Returns
+    (p, infotext)."""
     processing = webui.module("processing")
     p = processing.StableDiffusionProcessingTxt2Img(**{"prompt": prompt, "steps": 4, **fields})
     p.sd_model = webui.module("shared").sd_model = sd_model
     for name, value in (attributes or {}).items():
         setattr(p, name, value)
+    if sampling is not None:
+        p.sample = lambda: sampling(p)
     p.scripts = scripts
     values: list[Any] = [None]
     for script in scripts.alwayson_scripts:

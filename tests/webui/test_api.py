@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
+from ssd1b import __version__
 from ssd1b.presets import BUILTIN_PRESETS, Preset, PresetStore
 from tests import synthetic
 from tests.webui.conftest import ALL_VERSIONS
@@ -118,8 +119,21 @@ def test_missing_checkpoint_is_422_with_a_message(host, query):
 # --- /model -----------------------------------------------------------------------------------------------------------
 
 
+def model_report(response) -> dict:
+    """The /model answer without its "extension" facts (checked once, below)."""
+    body = response.json()
+    assert body.pop("extension")["version"] == __version__
+    return body
+
+
 def test_model_when_nothing_is_loaded(host):
-    assert host.client.get("/ssd1b/v1/model").json() == {"loaded": False}
+    assert model_report(host.client.get("/ssd1b/v1/model")) == {"loaded": False}
+
+
+def test_model_says_the_extension_version_and_whether_its_settings_are_registered(host):
+    assert host.client.get("/ssd1b/v1/model").json()["extension"] == {"version": __version__, "settings": False}
+    host.module("ssd1b.webui.settings").register_settings()  # the UI's on_ui_settings (never in --nowebui)
+    assert host.client.get("/ssd1b/v1/model").json()["extension"] == {"version": __version__, "settings": True}
 
 
 def test_model_returns_the_load_report_of_the_current_model(host):
@@ -127,7 +141,7 @@ def test_model_returns_the_load_report_of_the_current_model(host):
     report = {"family": "ssd-1b", "missing": 0, "unexpected": 0}
     model = SimpleNamespace(**{loading.REPORT_ATTR: report})
     host.module("sd_models").model_data.sd_model = model
-    assert host.client.get("/ssd1b/v1/model").json() == {"loaded": True, **report}
+    assert model_report(host.client.get("/ssd1b/v1/model")) == {"loaded": True, **report}
 
 
 # --- lifecycle ------------------------------------------------------------------------------------------------------
@@ -164,7 +178,7 @@ def test_a_reload_registers_on_the_new_app(host):
     host.api.install()
     reloaded = FastAPI()
     host.callbacks.app_started_callback(None, reloaded)
-    assert TestClient(reloaded).get("/ssd1b/v1/model").json() == {"loaded": False}
+    assert model_report(TestClient(reloaded).get("/ssd1b/v1/model")) == {"loaded": False}
 
 
 def test_api_auth_is_honoured(webui):
@@ -179,7 +193,7 @@ def test_api_auth_is_honoured(webui):
     assert client.get("/ssd1b/v1/model", headers={"Authorization": f"Basic {wrong}"}).status_code == 401
     right = base64.b64encode(b"alice:s3cret").decode()
     response = client.get("/ssd1b/v1/model", headers={"Authorization": f"Basic {right}"})
-    assert (response.status_code, response.json()) == (200, {"loaded": False})
+    assert (response.status_code, model_report(response)) == (200, {"loaded": False})
 
 
 def test_the_openapi_schema_builds(host):

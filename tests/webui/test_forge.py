@@ -146,7 +146,7 @@ def test_the_model_endpoint_reports_forges_loaded_model(forge):
     api = forge.module("ssd1b.webui.api")
     api.install()
     try:
-        assert api.get_model() == {"loaded": True, **report}
+        assert api.get_model() == {"loaded": True, **report, "extension": api.extension_facts()}
     finally:
         api.uninstall()
 

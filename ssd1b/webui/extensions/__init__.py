@@ -26,6 +26,12 @@ ADAPTER_MODULES: tuple[str, ...] = (
     "animatediff",
     "kohya_hiresfix",
     "hypertile",
+    "lora_networks",
+    "tiled_vae",
+    "onediff",
+    "tensorrt",
+    "distributed",
+    "forge_unet",
 )
 """Modules under `ssd1b.webui.extensions` that hold an `ADAPTER` (in the order they run)."""
 

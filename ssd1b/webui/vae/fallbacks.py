@@ -1,6 +1,7 @@
 """Decode and encode as the wrappers run them: TAESD where chosen, else the full VAE in tiles when the memory
 budget says so, retried with smaller tiles after an out-of-memory error and in bfloat16, float32, then TAESD after
-NaN; a progress bar over tiles."""
+NaN; a progress bar over tiles. Where another extension tiles inside the VAE's call (`tiles.tiled_elsewhere`), the
+full VAE runs in one piece through it, with the NaN fallbacks and without our out-of-memory retiling."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from ssd1b.log import PREFIX
 from ssd1b.options import option_value
 from ssd1b.webui import host
+from ssd1b.webui.vae import tiles
 from ssd1b.webui.vae.errors import VaeNaNError, warn
 from ssd1b.webui.vae.state import INFOTEXT_FALLBACK, INFOTEXT_TILES, ModelState, _note
 from ssd1b.webui.vae.taesd import is_finite, taesd_decode, taesd_encode
@@ -89,6 +91,10 @@ def _run_full(job: _Job, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if _module_dtype(job.first_stage_model) != dtype:
         job.first_stage_model.to(dtype)
     x = x.to(dtype)
+    tiler = tiles.tiled_elsewhere(job.first_stage_model, job.operation)
+    if tiler is not None:  # ours would bypass theirs (it calls the VAE's layers), and retiling would mix two tilings
+        _note(job.state, INFOTEXT_TILES, f"by {tiler}")
+        return job.inner(x)
     device = _module_device(job.first_stage_model)
     plan = plan_tiles(job.operation, x, dtype, device)
     while True:

@@ -1,5 +1,6 @@
-"""How a VAE decode/encode is tiled: the plan from Settings > SSD-1B (Auto / Always / Never), the memory budget, and
-the next plan after an out-of-memory error (half the tile, then activations parked on the CPU)."""
+"""How a VAE decode/encode is tiled: the plan from Settings > SSD-1B (Auto / Always / Never), the memory budget, the
+next plan after an out-of-memory error (half the tile, then activations parked on the CPU), and whether another
+extension tiles it instead (`tiled_elsewhere`)."""
 
 from __future__ import annotations
 
@@ -123,6 +124,12 @@ def is_out_of_memory(error: BaseException) -> bool:
 def image_size(operation: str, x: torch.Tensor) -> tuple[int, int]:
     scale = LATENT_SCALE if operation == "decode" else 1
     return int(x.shape[-2]) * scale, int(x.shape[-1]) * scale
+
+
+def tiled_elsewhere(first_stage_model: torch.nn.Module, operation: str) -> str | None:
+    """The extension that tiles this decode/encode itself, inside the VAE's own call (a hook on the decoder's or the
+    encoder's forward), if any: the adapter of such an extension wraps this. None: the plan here decides."""
+    return None
 
 
 def tiling() -> Any:

@@ -1,14 +1,16 @@
 """Fake of modules/processing.py: the processing object's fields a script touches, and the hook order.
 
 `process_images` runs what the host runs around a generation, minus the model: `scripts.before_process(p)`, then
-`setup_prompts()` (which fixes `all_prompts` / `all_negative_prompts`, and here the seeds), then `scripts.process(p)`;
-when scripts run, then per batch (v1.10.1 `process_images_inner`): `before_process_batch`, the extra networks
-parsed out of the prompts and `extra_networks.activate` (which ends with `after_extra_networks_activate`),
-`process_batch`, the sampling (`process_before_every_sampling` from v1.10, then `p.steps` calls of a
-`CFGDenoiser` on a stand-in UNet, see modules/sd_samplers_cfg_denoiser.py; an exception there aborts the
-generation, as in the host), `postprocess_batch`; and last `postprocess`. The returned infotext is built from the
-final fields and `extra_generation_params` in the host's format (`key: quote(value)` pairs after the prompt lines).
-`scheduler` exists from v1.9.
+`override_settings` applied through `opts.set` (an unknown key raises KeyError, as in the host), `setup_prompts()`
+(which fixes `all_prompts` / `all_negative_prompts`, and here the seeds), then `scripts.process(p)` and
+`sd_unet.apply_unet()`; when scripts run, then per batch (v1.10.1 `process_images_inner`): `before_process_batch`,
+the extra networks parsed out of the prompts and `extra_networks.activate` (which ends with
+`after_extra_networks_activate`), `process_batch`, the sampling (`process_before_every_sampling` from v1.10, then
+`p.steps` calls of a `CFGDenoiser` on a stand-in UNet, see modules/sd_samplers_cfg_denoiser.py; an exception there
+aborts the generation, as in the host), `postprocess_batch`, `postprocess_batch_list` (one placeholder image per
+batch entry; scripts may add to them); and last `postprocess` with the gallery (kept, fake only, as
+`p.fake_processed`). The returned infotext is built from the final fields and `extra_generation_params` in the
+host's format (`key: quote(value)` pairs after the prompt lines). `scheduler` exists from v1.9.
 """
 
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ class StableDiffusionProcessing:
     width: int = 512
     height: int = 512
     override_settings: dict = None
+    override_settings_restore_afterwards: bool = True
     extra_generation_params: dict = None
     do_not_save_samples: bool = False
     do_not_save_grid: bool = False
@@ -131,23 +134,42 @@ if fake_host.is_forge():
 
 
 def process_images(p):
-    """Returns the infotext of the first image (the fake generates nothing). On Forge the model is (re)loaded
-    after `before_process`, as Forge's `manage_model_and_prompt_cache` does."""
+    """Returns the infotext of the first image (the fake generates nothing). As the host: `before_process`, then
+    `override_settings` applied (restored at the end with `override_settings_restore_afterwards`), `process`, then
+    `sd_unet.apply_unet()`. On Forge the model is (re)loaded after `before_process`, as Forge's
+    `manage_model_and_prompt_cache` does."""
+    from modules import sd_unet, shared
+
     if p.scripts is not None:
         p.scripts.before_process(p)
-    if fake_host.is_forge():
-        p.sd_model, _ = forge_model_reload()
-    p.setup_prompts()
-    if p.scripts is not None:
-        p.scripts.process(p)
-        for n in range(p.n_iter):
-            _process_batch(p, n)
-        p.scripts.postprocess(p, SimpleNamespace(images=[], infotexts=[]))
-    return create_infotext(p)
+    if fake_host.at_least("1.10.0"):
+        stored_opts = {k: shared.opts.data[k] for k in p.override_settings if k in shared.opts.data}
+    else:  # before v1.10.0 every key is read (KeyError for an option never saved)
+        stored_opts = {k: shared.opts.data[k] for k in p.override_settings}
+    try:
+        for key, value in p.override_settings.items():
+            shared.opts.set(key, value, is_api=True, run_callbacks=False)
+        if fake_host.is_forge():
+            p.sd_model, _ = forge_model_reload()
+        p.setup_prompts()
+        if p.scripts is not None:
+            p.scripts.process(p)
+        sd_unet.apply_unet()
+        if p.scripts is None:
+            return create_infotext(p)
+        images = [image for n in range(p.n_iter) for image in _process_batch(p, n)]
+        infotext = create_infotext(p)
+        p.fake_processed = SimpleNamespace(images=images, infotexts=[infotext] * len(images))
+        p.scripts.postprocess(p, p.fake_processed)
+        return infotext
+    finally:
+        if p.override_settings_restore_afterwards:
+            for key, value in stored_opts.items():
+                setattr(shared.opts, key, value)
 
 
 def _process_batch(p, n):
-    from modules import extra_networks
+    from modules import extra_networks, scripts
 
     p.iteration = n
     batch = slice(n * p.batch_size, (n + 1) * p.batch_size)
@@ -160,6 +182,9 @@ def _process_batch(p, n):
     p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
     samples = p.sample()
     p.scripts.postprocess_batch(p, samples, batch_number=n)
+    batch_params = scripts.PostprocessBatchListArgs([f"image {n}.{i}" for i in range(p.batch_size)])
+    p.scripts.postprocess_batch_list(p, batch_params, batch_number=n)
+    return batch_params.images
 
 
 # --- decoding a batch after sampling (txt2img, img2img, the first pass of hires fix) -----------------------------

@@ -29,6 +29,7 @@ callback_map = dict(
     callbacks_cfg_denoiser=[],
     callbacks_cfg_denoised=[],
     callbacks_cfg_after_cfg=[],
+    callbacks_list_unets=[],
 )
 
 
@@ -137,6 +138,12 @@ def before_ui_callback():
     _run("before_ui")
 
 
+def list_unets_callback():
+    res = []
+    _run("list_unets", res)
+    return res
+
+
 def on_app_started(callback, *, name=None):
     add_callback(callback_map["callbacks_app_started"], callback, name=name, category="app_started")
 
@@ -175,3 +182,7 @@ def on_cfg_denoised(callback, *, name=None):
 
 def on_cfg_after_cfg(callback, *, name=None):
     add_callback(callback_map["callbacks_cfg_after_cfg"], callback, name=name, category="cfg_after_cfg")
+
+
+def on_list_unets(callback, *, name=None):
+    add_callback(callback_map["callbacks_list_unets"], callback, name=name, category="list_unets")

@@ -27,6 +27,11 @@ class OnComponent:
     component: gr.blocks.Block
 
 
+class PostprocessBatchListArgs:
+    def __init__(self, images):
+        self.images = images
+
+
 class Script:
     name = None
     section = None
@@ -81,6 +86,9 @@ class Script:
         pass
 
     def postprocess_batch(self, p, *args, **kwargs):
+        pass
+
+    def postprocess_batch_list(self, p, pp, *args, **kwargs):
         pass
 
     def postprocess(self, p, processed, *args):
@@ -238,6 +246,14 @@ class ScriptRunner:
                 script.postprocess_batch(p, *script_args, images=images, **kwargs)
             except Exception:
                 errors.report(f"Error running postprocess_batch: {script.filename}", exc_info=True)
+
+    def postprocess_batch_list(self, p, pp, **kwargs):
+        for script in self.alwayson_scripts:
+            try:
+                script_args = p.script_args[script.args_from : script.args_to]
+                script.postprocess_batch_list(p, pp, *script_args, **kwargs)
+            except Exception:
+                errors.report(f"Error running postprocess_batch_list: {script.filename}", exc_info=True)
 
     def postprocess(self, p, processed):
         self._run_hook("postprocess", p, processed)

@@ -9,7 +9,9 @@ Mirrors, per host version, what model-loading adapters depend on:
   `is_sdxl/is_sd2/is_sd1` on v1.6), calls `convert_sdxl_to_ssd` for `is_ssd` models (v1.7+), loads with
   `strict=False`, then stores `sd_checkpoint_info` and friends.
 - `reload_model_weights` reuses the loaded model when the config path is unchanged, rebuilds otherwise, and on a
-  failed load restores the previous checkpoint with `state_dict=None` (`forced_reload` from v1.8).
+  failed load restores the previous checkpoint with `state_dict=None` (`forced_reload` from v1.8); with
+  `sd_checkpoints_limit` 1 the model leaves `model_data.loaded_sd_models` first (`reuse_model_from_already_loaded`
+  pops it), so a trashed model is referenced by nothing of the host's.
 Checkpoints are safetensors files; only their header is read (tensors become meta tensors of the right shape).
 """
 
@@ -507,6 +509,9 @@ def _reload_model_weights(sd_model, info, forced_reload):
         current_checkpoint_info = sd_model.sd_checkpoint_info
         if sd_model.sd_model_checkpoint == checkpoint_info.filename and not forced_reload:
             return sd_model
+
+    if sd_model in model_data.loaded_sd_models and shared.opts.sd_checkpoints_limit <= 1:
+        model_data.loaded_sd_models.remove(sd_model)  # reuse_model_from_already_loaded: reused, or trashed below
 
     if sd_model is not None:
         send_model_to_cpu(sd_model)

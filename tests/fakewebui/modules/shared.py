@@ -53,6 +53,7 @@ options_templates = {
     "sd_checkpoint_cache": options.OptionInfo(0, "Checkpoints to cache in RAM"),
     "sd_checkpoint_hash": options.OptionInfo("", "SHA256 hash of the current checkpoint"),
     "sd_vae": options.OptionInfo("Automatic", "SD VAE"),
+    "sd_unet": options.OptionInfo("Automatic", "SD Unet"),
     "disable_mmap_load_safetensors": options.OptionInfo(False, "Disable memmapping for loading .safetensors files"),
     "samplers_in_dropdown": options.OptionInfo(True, "Use dropdown for sampler selection instead of radio group"),
     "ui_reorder_list": options.OptionInfo([], "UI item order for txt2img/img2img tabs"),

@@ -1,12 +1,15 @@
-"""Fake of extensions-builtin/Lora/network.py (v1.6.0 … v1.10.1): `NetworkOnDisk`, the names the adapter reads, and
-`Network`, a loaded network (what `networks.loaded_networks` holds).
+"""Fake of extensions-builtin/Lora/network.py (v1.6.0 … v1.10.1): `NetworkOnDisk`, `Network`, `NetworkWeights`,
+`NetworkModule`, the names the adapters read.
 
-Real: `name` is the file stem, `filename` the path, `alias` the `ss_output_name` of the safetensors metadata (or the
-name), read through the host's metadata cache. A `Network`'s `modules` map each module's network layer name
-(`diffusion_model_input_blocks_4_1_…`) to its weights (`NetworkModuleLora`: `up_model`, `down_model`).
+Real: `NetworkOnDisk.name` is the file stem, `filename` the path, `alias` the `ss_output_name` of the safetensors
+metadata (or the name), read through the host's metadata cache. A `Network` (what `networks.loaded_networks` holds)
+maps in `modules` each network layer name that matched the model it was loaded on
+(`diffusion_model_input_blocks_4_1_…`) to a `NetworkModule`, whose `sd_module` is that model's torch module
+(v1.10.1 `network.py:116`, v1.6.0 `:112`). The fake's modules hold the weights' names, not the arithmetic.
 """
 
 import os
+from collections import namedtuple
 
 from modules import sd_models
 
@@ -19,8 +22,11 @@ class NetworkOnDisk:
         self.metadata = sd_models.read_metadata_from_safetensors(filename) if self.is_safetensors else {}
         self.alias = self.metadata.get("ss_output_name", self.name)
 
+    def read_hash(self):
+        pass
 
-class Network:
+
+class Network:  # LoraModule
     def __init__(self, name, network_on_disk):
         self.name = name
         self.network_on_disk = network_on_disk
@@ -31,3 +37,15 @@ class Network:
         self.bundle_embeddings = {}
         self.mtime = None
         self.mentioned_name = None
+
+
+NetworkWeights = namedtuple("NetworkWeights", ["network_key", "sd_key", "w", "sd_module"])
+
+
+class NetworkModule:
+    def __init__(self, net, weights):
+        self.network = net
+        self.network_key = weights.network_key
+        self.sd_key = weights.sd_key
+        self.sd_module = weights.sd_module
+        self.w = weights.w
