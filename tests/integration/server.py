@@ -181,7 +181,7 @@ class LaunchSettings:
             python=os.environ.get("SD_WEBUI_PYTHON", "python"),
             models=models_dir(),
             host_args=tuple(shlex.split(os.environ.get("SD_WEBUI_ARGS", DEFAULT_HOST_ARGS))),
-            port=int(os.environ.get("SD_WEBUI_PORT") or _free_port()),
+            port=int(os.environ.get("SD_WEBUI_PORT") or free_port()),
             timeout=float(os.environ.get("SD_WEBUI_TIMEOUT", "1200")),
             controlnet=Path(controlnet).expanduser().resolve() if controlnet else None,
             links=links,
@@ -196,7 +196,7 @@ class LaunchSettings:
             python=os.environ.get("SD_FORGE_PYTHON", "python"),
             models=models_dir(Path(os.environ[FORGE_ENV])),
             host_args=tuple(shlex.split(os.environ.get("SD_FORGE_ARGS", FORGE_HOST_ARGS))),
-            port=int(os.environ.get("SD_WEBUI_PORT") or _free_port()),
+            port=int(os.environ.get("SD_WEBUI_PORT") or free_port()),
             timeout=float(os.environ.get("SD_WEBUI_TIMEOUT", "1200")),
             forge=True,
         )
@@ -266,7 +266,7 @@ def models_dir(webui_dir: Path | None = None) -> Path:
     return Path(webui_dir or os.environ["SD_WEBUI_DIR"]).expanduser().resolve() / "models"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

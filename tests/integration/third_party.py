@@ -47,6 +47,8 @@ class ThirdParty:
     needs: tuple[str, ...] = ()
     """Python modules it imports that A1111 does not bring (its install.py would add them)."""
     cuda_only: bool = False
+    script: str = ""
+    """Its main file in scripts/ (named in the host's "Error loading script: …" where it cannot load)."""
 
     @property
     def link_name(self) -> str:
@@ -64,8 +66,8 @@ LORA_BLOCK_WEIGHT = ThirdParty("LoRA Block Weight", "sd-webui-lora-block-weight"
 ANIMATEDIFF = ThirdParty("AnimateDiff", "sd-webui-animatediff")
 KOHYA_HIRESFIX = ThirdParty("Kohya Hires.fix", "sd-webui-kohya-hiresfix")
 TILED_VAE = ThirdParty("Tiled VAE", "multidiffusion-upscaler-for-automatic1111")
-ONEDIFF = ThirdParty("onediff", "onediff", subfolder="onediff_sd_webui_extensions", cuda_only=True)
-TENSORRT = ThirdParty("TensorRT", "Stable-Diffusion-WebUI-TensorRT", cuda_only=True)
+ONEDIFF = ThirdParty("onediff", "onediff", subfolder="onediff_sd_webui_extensions", cuda_only=True, script="onediff.py")
+TENSORRT = ThirdParty("TensorRT", "Stable-Diffusion-WebUI-TensorRT", cuda_only=True, script="trt.py")
 DISTRIBUTED = ThirdParty("Distributed", "stable-diffusion-webui-distributed", needs=("rich",))
 SESSION = (
     REGIONAL_PROMPTER,
@@ -140,6 +142,11 @@ def untracked(checkouts: Iterable[Path]) -> set[Path]:
         listed = _git(Path(top), "ls-files", "--others", "-z").split("\0")
         files.update(Path(top) / name for name in listed if name and "__pycache__" not in name)
     return files
+
+
+def head_commit(checkout: Path) -> str:
+    """The commit the checkout is at (what the adapters print as its version, shortened)."""
+    return _git(checkout, "rev-parse", "HEAD").strip()
 
 
 def _git(checkout: Path, *args: str) -> str:
