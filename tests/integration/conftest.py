@@ -8,6 +8,9 @@ Environment (SD_WEBUI_DIR unset: every test marked `integration` is skipped):
                     "--skip-torch-cuda-test --use-cpu all --no-half --precision full"
   SD_WEBUI_PORT     port on 127.0.0.1                                                   default: a free one
   SD_WEBUI_TIMEOUT  seconds to wait for the server and its first model                         default: 1200
+  SD_WEBUI_CONTROLNET   an sd-webui-controlnet checkout, linked in while the session server runs
+  SD_WEBUI_EXTENSIONS   a folder of third-party extension checkouts (tests/integration/third_party.py): the
+                        session server links them in; the extension tier's own servers link what they need
 An offline host also needs HF_HOME (holding the openai/clip-vit-large-patch14 tokenizer files) and
 HF_HUB_OFFLINE=1. The server gets a settings file of its own and logs to <pytest tmp>/a1111*/server.log.
 """
@@ -26,14 +29,21 @@ SKIP_REASON = "integration tier: set SD_WEBUI_DIR to an AUTOMATIC1111 checkout t
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Tests that start no server run first: the session's server, once started, lives until the end.
-    items.sort(key=lambda item: item.get_closest_marker("without_server") is None)
+    # Tests that start no server run first, then those that start servers of their own (stopped at the end of their
+    # module): the session's server, once started, lives until the end, and two servers do not fit beside each other.
+    items.sort(key=_order)
     if os.environ.get("SD_WEBUI_DIR"):
         return
     skip = pytest.mark.skip(reason=SKIP_REASON)
     for item in items:
         if item.get_closest_marker("integration"):
             item.add_marker(skip)
+
+
+def _order(item: pytest.Item) -> int:
+    if item.get_closest_marker("without_server"):
+        return 0
+    return 1 if item.get_closest_marker("own_servers") else 2
 
 
 @pytest.fixture(scope="session")

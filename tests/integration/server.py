@@ -15,8 +15,11 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.integration import third_party
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXTENSION_LINK_NAME = "sd-webui-ssd1b"
@@ -54,13 +57,11 @@ FORGE_STARTUP_CHECKPOINT = "ssd1b.safetensors"
 FORGE_REQUIRED_CHECKPOINTS = ("sdxl.safetensors", "ssd1b.safetensors", "ssd1b-novae.safetensors", "vega.safetensors")
 # "Approx NN" (the default live preview) downloads vaeapprox-sdxl.pt at the first generation.
 SETTINGS = {"show_progress_type": "Approx cheap", "sd_checkpoints_limit": 1, "sd_checkpoint_cache": 0}
-# A1111 reads the extension's git remote for the Extensions tab; a checkout without an `origin` remote (a CI clone of
+# A1111 reads each extension's git remote for the Extensions tab; a checkout without an `origin` remote (a CI clone of
 # a local path, a working copy) makes it print this block, traceback included, at every start. Not ours to fix.
 HOST_NOISE = (
     re.compile(
-        r"^\*\*\* Failed reading extension data from Git repository \("
-        + f"(?:{re.escape(EXTENSION_LINK_NAME)}|{re.escape(CONTROLNET_LINK_NAME)})"
-        + r"\)\n"
+        r"^\*\*\* Failed reading extension data from Git repository \([^)\n]+\)\n"
         r"(?:.*\n)*?---$",
         re.MULTILINE,
     ),
@@ -117,6 +118,9 @@ class WebUI:
     created_links: list[Path] = field(default_factory=list)
     lora_dir: Path | None = field(default=None)
     """The server's `--lora-dir`: a folder of this session's own, for the random-weight LoRAs the tests write."""
+    linked_checkouts: list[Path] = field(default_factory=list)
+    """Third-party checkouts linked in (LaunchSettings.links): what they write into themselves is removed at stop."""
+    untracked_before: set[Path] = field(default_factory=set)
 
     def request(self, method: str, path: str, body: object | None = None, timeout: float = 900) -> object:
         """JSON in, JSON out; an HTTP error becomes an AssertionError with the body and the log's tail."""
@@ -157,19 +161,31 @@ class LaunchSettings:
     """sd-webui-controlnet to link in (SD_WEBUI_CONTROLNET); None: the host runs without it."""
     forge: bool = False
     """Forge: loads lazily (nothing is loaded at start), runs on the CPU by `--always-cpu`."""
+    links: tuple[tuple[str, Path], ...] = ()
+    """Third-party extension checkouts linked into extensions/ while the server runs, as (folder name, checkout)
+    (SD_WEBUI_EXTENSIONS: tests/integration/third_party.py picks them)."""
+    startup: str | None = None
+    """The checkpoint loaded at start (default STARTUP_CHECKPOINT / FORGE_STARTUP_CHECKPOINT)."""
+    extra_args: tuple[str, ...] = ()
+    """Launch arguments added after the host's (e.g. an extension's own command-line options)."""
+    settings: Mapping[str, object] = field(default_factory=dict)
+    """Options written into the server's settings file besides SETTINGS (e.g. `disabled_extensions`)."""
 
     @classmethod
     def from_environment(cls) -> LaunchSettings:
         webui_dir = Path(os.environ["SD_WEBUI_DIR"]).expanduser().resolve()
         controlnet = os.environ.get(CONTROLNET_ENV)
+        links = third_party.session_links(os.environ.get(third_party.EXTENSIONS_ENV))
         return cls(
             webui_dir=webui_dir,
             python=os.environ.get("SD_WEBUI_PYTHON", "python"),
             models=models_dir(),
             host_args=tuple(shlex.split(os.environ.get("SD_WEBUI_ARGS", DEFAULT_HOST_ARGS))),
-            port=int(os.environ.get("SD_WEBUI_PORT") or _free_port()),
+            port=int(os.environ.get("SD_WEBUI_PORT") or free_port()),
             timeout=float(os.environ.get("SD_WEBUI_TIMEOUT", "1200")),
             controlnet=Path(controlnet).expanduser().resolve() if controlnet else None,
+            links=links,
+            settings=third_party.settings(models_dir()) if links else {},
         )
 
     @classmethod
@@ -180,14 +196,14 @@ class LaunchSettings:
             python=os.environ.get("SD_FORGE_PYTHON", "python"),
             models=models_dir(Path(os.environ[FORGE_ENV])),
             host_args=tuple(shlex.split(os.environ.get("SD_FORGE_ARGS", FORGE_HOST_ARGS))),
-            port=int(os.environ.get("SD_WEBUI_PORT") or _free_port()),
+            port=int(os.environ.get("SD_WEBUI_PORT") or free_port()),
             timeout=float(os.environ.get("SD_WEBUI_TIMEOUT", "1200")),
             forge=True,
         )
 
     @property
     def startup_checkpoint(self) -> str:
-        return FORGE_STARTUP_CHECKPOINT if self.forge else STARTUP_CHECKPOINT
+        return self.startup or (FORGE_STARTUP_CHECKPOINT if self.forge else STARTUP_CHECKPOINT)
 
     @property
     def host_name(self) -> str:
@@ -206,6 +222,7 @@ class LaunchSettings:
         problems = [f"missing in {self.checkpoint_dir}: {', '.join(missing)}"] if missing else []
         if self.controlnet is not None and not (self.controlnet / "scripts" / "controlnet.py").is_file():
             problems.append(f"{CONTROLNET_ENV}={self.controlnet} is not an sd-webui-controlnet checkout")
+        problems += third_party.problems(self.links, self.python)
         return problems
 
     def controlnet_args(self) -> list[str]:
@@ -237,6 +254,7 @@ class LaunchSettings:
             str(self.checkpoint_dir / self.startup_checkpoint),
             *self.controlnet_args(),
             *self.host_args,
+            *self.extra_args,
         ]
 
 
@@ -248,7 +266,7 @@ def models_dir(webui_dir: Path | None = None) -> Path:
     return Path(webui_dir or os.environ["SD_WEBUI_DIR"]).expanduser().resolve() / "models"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -289,16 +307,21 @@ def start(launch: LaunchSettings, work_dir: Path, extension: Path = REPO_ROOT) -
         raise ServerError("; ".join(problems))
     (launch.models / "VAE").mkdir(exist_ok=True)
     settings_file = work_dir / "config.json"
-    settings_file.write_text(json.dumps(SETTINGS))
+    # what an extension saves by itself (AnimateDiff's videos) goes to the work folder, not the checkout's outputs/
+    outputs = {"outdir_samples": str(work_dir / "outputs")}
+    settings_file.write_text(json.dumps({**SETTINGS, **outputs, **launch.settings}))
     lora_dir = work_dir / "Lora"
     lora_dir.mkdir(exist_ok=True)
     log = ServerLog(work_dir / "server.log")
     links = [link_extension(launch.webui_dir, extension)]
+    checkouts = [checkout for _, checkout in launch.links]
+    untracked_before = third_party.untracked(checkouts)
     try:
         if launch.controlnet is not None:
             (launch.models / CONTROLNET_MODELS).mkdir(exist_ok=True)
             (launch.models / CONTROLNET_ANNOTATORS).mkdir(exist_ok=True)
             links.append(link_extension(launch.webui_dir, launch.controlnet, CONTROLNET_LINK_NAME))
+        links += [link_extension(launch.webui_dir, checkout, name) for name, checkout in launch.links]
         created_links = [link for link in links if link is not None]
         with log.path.open("wb") as log_file:
             process = subprocess.Popen(
@@ -313,7 +336,9 @@ def start(launch: LaunchSettings, work_dir: Path, extension: Path = REPO_ROOT) -
     except BaseException:
         unlink_all([link for link in links if link is not None])
         raise
-    server = WebUI(f"http://127.0.0.1:{launch.port}", log, process, created_links, lora_dir)
+    server = WebUI(
+        f"http://127.0.0.1:{launch.port}", log, process, created_links, lora_dir, checkouts, untracked_before
+    )
     _started.append(server)
     try:
         _wait_until_ready(server, launch, time.monotonic() + launch.timeout)
@@ -351,3 +376,4 @@ def stop(server: WebUI) -> None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=60)
     unlink_all(server.created_links)
+    third_party.remove_written(server.untracked_before, server.linked_checkouts)
