@@ -1,0 +1,98 @@
+"""The run behind benchmarks/gpu.py: the sections in order, the JSON, the files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from gpubench import report
+from gpubench.generation import run_generation
+from gpubench.measure import Deadline, device_description, progress
+from gpubench.profiles import PROFILES, Profile
+from gpubench.targets import judge
+from gpubench.unet_bench import run_unets
+from gpubench.unets import Builder, equivalence, select_builder, structure_report
+from gpubench.vae_bench import run_vae
+
+
+def resolve_mode(requested: str) -> str:
+    return requested if requested != "auto" else ("gpu" if torch.cuda.is_available() else "cpu")
+
+
+def sections(builder: Builder, profile: Profile, device: torch.device, deadline: Deadline) -> dict[str, Callable]:
+    """In the order they run: the targets' figures first, so that a run short of time still judges them."""
+    return {
+        "unet_structure": lambda: structure_report(builder, profile),
+        "unet_equivalence": lambda: equivalence(builder, device),
+        "unet": lambda: run_unets(builder, profile, device, deadline),
+        "generation": lambda: run_generation(builder, profile, device),
+        "vae": lambda: run_vae(profile, device, deadline),
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    deadline = Deadline(args.budget_s)
+    mode = resolve_mode(args.mode)
+    device = torch.device("cuda" if mode == "gpu" else "cpu")
+    profile = PROFILES[mode]
+    if mode == "cpu":
+        torch.set_num_threads(args.threads)
+    builder, fallback_reason = select_builder(args.unet_builder, args.sgm)
+    result: dict = {
+        "device": device_description(device),
+        "profile": profile.describe(),
+        "unet_builder": {"name": builder.name, "source": builder.source, "fallback_reason": fallback_reason},
+        "errors": {},
+        "skipped": [],
+    }
+    for name, section in sections(builder, profile, device, deadline).items():
+        if deadline.passed():
+            result["skipped"].append(name)
+            continue
+        progress(f"{name} …", deadline)
+        try:
+            result[name] = section()
+        except Exception:  # recorded, and the other sections still run
+            result["errors"][name] = traceback.format_exc()
+            progress(f"{name} failed:\n{result['errors'][name]}", deadline)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        result["wall_s"] = round(deadline.elapsed(), 1)
+        write_outputs(result, profile, args.out_dir, final=False)
+    result["targets"] = judge(result, profile)
+    result["wall_s"] = round(deadline.elapsed(), 1)
+    write_outputs(result, profile, args.out_dir, final=True)
+    return result
+
+
+def finite_json(value: object) -> object:
+    """The result with every non-finite float as None (JSON has no NaN), so the line parses anywhere."""
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_line(result: dict) -> str:
+    return json.dumps(finite_json(result), allow_nan=False)
+
+
+def write_outputs(result: dict, profile: Profile, out_dir: str | None, *, final: bool) -> None:
+    if not out_dir:
+        return
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / ".gpu.json.partial"
+    partial.write_text(json_line(result) + "\n", encoding="utf-8")
+    partial.replace(folder / "gpu.json")
+    if final:
+        (folder / "gpu.txt").write_text(report.render(result) + "\n", encoding="utf-8")
