@@ -49,7 +49,8 @@ def generate(parts: dict[str, nn.Module], profile: Profile, device: torch.device
     with torch.no_grad():
         with Meter(device) as meter:
             text = parts["text_encoders"].to(device)
-            cond = text(prompt_tokens(profile.batch, device), size)
+            with torch.autocast(device.type, dtype=profile.dtype, enabled=profile.autocast):
+                cond = text(prompt_tokens(profile.batch, device), size)
             parked(text)
         phases["text_encoders"] = meter.result
         with Meter(device) as meter:
@@ -80,9 +81,11 @@ def run_generation(builder: Builder, profile: Profile, device: torch.device) -> 
         started = time.perf_counter()
         phases = generate(parts, profile, device, profile.steps)
         peak = max(measurement.peak_bytes for measurement in phases.values())
+        reserved = max(measurement.reserved_bytes for measurement in phases.values())
         results[family] = {
             "peak_mib": round(peak / MIB, 1),
             "peak_gib": round(peak / GIB, 3),
+            "reserved_gib": round(reserved / GIB, 3),
             "seconds": round(time.perf_counter() - started, 3),
             "phases": {name: measurement.figures() for name, measurement in phases.items()},
         }

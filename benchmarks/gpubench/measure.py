@@ -33,12 +33,15 @@ class Measurement:
     """Absolute peak on CUDA (everything allocated, weights included); on the CPU the live bytes allocated."""
     extra_bytes: int = 0
     """Peak minus what was allocated when the measurement began."""
+    reserved_bytes: int = 0
+    """CUDA: the caching allocator's peak reservation (what nvidia-smi sees, less the CUDA context); CPU: 0."""
 
     def figures(self) -> dict[str, float]:
         return {
             "seconds": round(self.seconds, 4),
             "peak_mib": round(self.peak_bytes / MIB, 1),
             "extra_mib": round(self.extra_bytes / MIB, 1),
+            "reserved_mib": round(self.reserved_bytes / MIB, 1),
         }
 
 
@@ -66,6 +69,7 @@ class Meter:
         if self.device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(self.device)
             self.result.peak_bytes, self.result.extra_bytes = peak, peak - self._before
+            self.result.reserved_bytes = torch.cuda.max_memory_reserved(self.device)
         else:
             extra = max(_status_bytes("VmHWM") - self._before, 0)
             self.result.peak_bytes = self.result.extra_bytes = extra

@@ -89,8 +89,8 @@ def generation_table(result: dict) -> list[str]:
         entry = generation.get(family, {})
         phases = ", ".join(f"{name} {figures['peak_mib']:.0f}" for name, figures in entry.get("phases", {}).items())
         lines.append(
-            f"{family:8} peak {_number(entry.get('peak_gib'), '.3f')} GiB ({phases} MiB), "
-            f"{_number(entry.get('seconds'), '.2f')} s"
+            f"{family:8} peak {_number(entry.get('peak_gib'), '.3f')} GiB allocated ({phases} MiB), "
+            f"{_number(entry.get('reserved_gib'), '.3f')} GiB reserved, {_number(entry.get('seconds'), '.2f')} s"
         )
     return lines
 

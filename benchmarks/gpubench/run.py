@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from gpubench import report
+from gpubench.a1111 import a1111_habits, describe
 from gpubench.generation import run_generation
 from gpubench.measure import Deadline, device_description, progress
 from gpubench.profiles import PROFILES, Profile
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> dict:
         "device": device_description(device),
         "profile": profile.describe(),
         "unet_builder": {"name": builder.name, "source": builder.source, "fallback_reason": fallback_reason},
+        "host_habits": describe(),
         "errors": {},
         "skipped": [],
     }
@@ -57,7 +59,8 @@ def run(args: argparse.Namespace) -> dict:
             continue
         progress(f"{name} …", deadline)
         try:
-            result[name] = section()
+            with a1111_habits(device):
+                result[name] = section()
         except Exception:  # recorded, and the other sections still run
             result["errors"][name] = traceback.format_exc()
             progress(f"{name} failed:\n{result['errors'][name]}", deadline)

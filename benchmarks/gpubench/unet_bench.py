@@ -77,6 +77,7 @@ def time_sampling(unet: nn.Module, size: int, profile: Profile, device: torch.de
         "it_s": round(profile.steps / seconds, 3),
         "s_per_step": round(seconds / profile.steps, 5),
         "peak_mib": round(meter.result.peak_bytes / MIB, 1),
+        "reserved_mib": round(meter.result.reserved_bytes / MIB, 1),
         "finite": bool(torch.isfinite(x).all()),
     }
 
