@@ -7,13 +7,7 @@ import torch
 
 pytest_plugins = ["pytester"]
 
-CUDA_TEST = """
-import pytest
-
-@pytest.mark.cuda
-def test_on_the_gpu():
-    {body}
-"""
+CUDA_TEST = "import pytest\n\n@pytest.mark.cuda\ndef test_on_the_gpu():\n    {body}\n"
 
 
 def outcomes(pytester: pytest.Pytester, body: str) -> dict[str, int]:
