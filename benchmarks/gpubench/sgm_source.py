@@ -6,8 +6,9 @@ registered as plain namespace modules (their `__init__.py` not run) and only the
 executed, unmodified: `sgm/util.py`, `sgm/modules/diffusionmodules/util.py`, `sgm/modules/attention.py` and
 `sgm/modules/diffusionmodules/openaimodel.py`. Their own imports stay theirs: torch, numpy, einops, packaging,
 fsspec, Pillow, safetensors, and omegaconf (`UNetModel.__init__` imports `ListConfig`), which is why omegaconf,
-antlr4 and PyYAML travel as wheels (docs/gpu.md). Their construction messages are silenced as A1111 silences
-them (it replaces `print` in those modules).
+antlr4 and PyYAML travel as wheels (docs/gpu.md). As in A1111 without --xformers, xformers is made unimportable
+(modules/import_hook.py), so sgm takes its PyTorch attention path; and its construction messages are silenced as
+A1111 silences them (it replaces `print` in those modules).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def load_unet_class(source: Path) -> type:
     loaded = sys.modules.get(UNET_MODULE)
     if loaded is None:
         _register_packages(source)
+        sys.modules.setdefault("xformers", None)  # A1111's import_hook: xformers only with --xformers
         try:
             with contextlib.redirect_stdout(sys.stderr):
                 loaded = importlib.import_module(UNET_MODULE)
