@@ -26,6 +26,10 @@ def resolve_mode(requested: str) -> str:
     return requested if requested != "auto" else ("gpu" if torch.cuda.is_available() else "cpu")
 
 
+def device_for(mode: str) -> torch.device:
+    return torch.device("cuda" if mode == "gpu" else "cpu")
+
+
 def sections(builder: Builder, profile: Profile, device: torch.device, deadline: Deadline) -> dict[str, Callable]:
     """In the order they run: the targets' figures first, so that a run short of time still judges them."""
     return {
@@ -40,7 +44,7 @@ def sections(builder: Builder, profile: Profile, device: torch.device, deadline:
 def run(args: argparse.Namespace) -> dict:
     deadline = Deadline(args.budget_s)
     mode = resolve_mode(args.mode)
-    device = torch.device("cuda" if mode == "gpu" else "cpu")
+    device = device_for(mode)
     profile = PROFILES[mode]
     if mode == "cpu":
         torch.set_num_threads(args.threads)
