@@ -30,15 +30,24 @@ def device_for(mode: str) -> torch.device:
     return torch.device("cuda" if mode == "gpu" else "cpu")
 
 
-def sections(builder: Builder, profile: Profile, device: torch.device, deadline: Deadline) -> dict[str, Callable]:
-    """In the order they run: the targets' figures first, so that a run short of time still judges them."""
-    return {
-        "unet_structure": lambda: structure_report(builder, profile),
-        "unet_equivalence": lambda: equivalence(builder, device),
-        "unet": lambda: run_unets(builder, profile, device, deadline),
-        "generation": lambda: run_generation(builder, profile, device),
-        "vae": lambda: run_vae(profile, device, deadline),
-    }
+def sections(
+    builder: Builder, profile: Profile, device: torch.device, deadline: Deadline, result: dict
+) -> list[tuple[str, str, Callable[[], object]]]:
+    """(name, result key, work) in the order they run: every target's figures first (the UNets at the main size,
+    the VAE, the whole generation), the UNets' other sizes last, so that a run short of time still judges them."""
+    main, others = profile.unet_sizes[:1], profile.unet_sizes[1:]
+    return [
+        ("unet_structure", "unet_structure", lambda: structure_report(builder, profile)),
+        ("unet_equivalence", "unet_equivalence", lambda: equivalence(builder, device)),
+        ("unet", "unet", lambda: run_unets(builder, profile, device, deadline, sizes=main)),
+        ("vae", "vae", lambda: run_vae(profile, device, deadline)),
+        ("generation", "generation", lambda: run_generation(builder, profile, device)),
+        (
+            "unet_other_sizes",
+            "unet",
+            lambda: run_unets(builder, profile, device, deadline, sizes=others, results=result.get("unet")),
+        ),
+    ]
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -57,14 +66,14 @@ def run(args: argparse.Namespace) -> dict:
         "errors": {},
         "skipped": [],
     }
-    for name, section in sections(builder, profile, device, deadline).items():
+    for name, key, section in sections(builder, profile, device, deadline, result):
         if deadline.passed():
             result["skipped"].append(name)
             continue
         progress(f"{name} …", deadline)
         try:
             with a1111_habits(device):
-                result[name] = section()
+                result[key] = section()
         except Exception:  # recorded, and the other sections still run
             result["errors"][name] = traceback.format_exc()
             progress(f"{name} failed:\n{result['errors'][name]}", deadline)

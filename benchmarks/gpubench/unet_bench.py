@@ -82,23 +82,28 @@ def time_sampling(unet: nn.Module, size: int, profile: Profile, device: torch.de
     }
 
 
-def run_unets(builder: Builder, profile: Profile, device: torch.device, deadline: Deadline) -> dict[str, dict]:
-    """Per family: parameters, weights, and per size the sampling figures; then the ratios to SDXL."""
-    results: dict[str, dict] = {}
+def run_unets(
+    builder: Builder,
+    profile: Profile,
+    device: torch.device,
+    deadline: Deadline,
+    *,
+    sizes: tuple[int, ...],
+    results: dict[str, dict] | None = None,
+) -> dict[str, dict]:
+    """Per family: parameters, weights, and per size in `sizes` the sampling figures, added to `results` (a
+    family's earlier sizes stay); then the ratios to SDXL."""
+    results = results if results is not None else {}
     for family in FAMILY_IDS:
         unet = materialize(builder.build(family, profile), device, profile.dtype, seed=SEEDS[family])
-        entry: dict[str, object] = {
-            "builder": builder.name,
-            "params": parameter_count(unet),
-            "weights_mib": round(weight_bytes(unet) / MIB, 1),
-            "sizes": {},
-        }
-        for size in profile.unet_sizes:
+        entry = results.setdefault(family, {"builder": builder.name, "sizes": {}})
+        entry["params"] = parameter_count(unet)
+        entry["weights_mib"] = round(weight_bytes(unet) / MIB, 1)
+        for size in sizes:
             if deadline.passed():
                 entry["sizes"][str(size)] = {"skipped": "the run's time budget was spent"}
                 continue
             entry["sizes"][str(size)] = time_sampling(unet, size, profile, device)
-        results[family] = entry
         del unet
         _release(device)
     add_ratios(results, profile)
