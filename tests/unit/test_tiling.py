@@ -121,7 +121,7 @@ def test_parking_on_the_cpu_gives_the_same_image(narrow_vae):
     assert torch.equal(parked, on_device)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: activations parked off the GPU")
+@pytest.mark.cuda  # activations parked off the GPU
 def test_on_a_gpu_parking_on_the_cpu_gives_the_same_image(narrow_vae):
     vae = build_vae(NARROW, seed=0).cuda()
     z = latent(32, 32).cuda()

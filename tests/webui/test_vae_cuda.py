@@ -1,6 +1,7 @@
 """The VAE adapter on a real CUDA device: real allocator failures, the free-memory budget, half-precision NaN.
 
-Skipped where torch sees no CUDA device (CI); run on a GPU machine with `pytest tests/webui/test_vae_cuda.py`.
+Marked `cuda`: skipped where torch sees no CUDA device (CI); tests/device/run.sh runs them on the GPU machine with
+SSD1B_REQUIRE_CUDA=1, where a skip is a failure (tests/conftest.py).
 The first stage has the SDXL VAE's real widths (128/256/512/512) with random weights.
 """
 
@@ -11,7 +12,7 @@ import torch
 
 from tests.webui.vae_doubles import HostVae, light_model, opts_set, with_vae_modules
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = pytest.mark.cuda
 
 CUDA = torch.device("cuda")
 SDXL_WIDTH = 128
