@@ -8,9 +8,7 @@ rank 4, a few steps (about a second a step on a busy CPU).
 
 from __future__ import annotations
 
-import importlib
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,58 +17,20 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from safetensors import safe_open
 
-from tests.helpers.train_host import model_snapshot, write_image
+from tests.helpers.train_host import model_snapshot
 from tests.webui import train_doubles
+from tests.webui.train_doubles import wait_until_finished
 
 RUN = {"rank": 4, "alpha": 4, "steps": 4, "resolution": 64, "learning_rate": 1e-3}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster, and much faster on a busy machine (no OpenMP threads spinning)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
-def host(webui, tmp_path):
-    webui.api = webui.module("ssd1b.webui.api")
-    webui.loading = webui.module("ssd1b.webui.loading")
-    webui.jobs = webui.module("ssd1b.webui.train.jobs")
-    webui.call_queue = webui.module("call_queue")
-    webui.sd_models = webui.module("sd_models")
-    webui.networks = importlib.import_module("networks")  # the built-in Lora extension, loaded as in A1111
-    webui.loading.install()
-    webui.api.install()
-    app = FastAPI()
-    webui.module("script_callbacks").app_started_callback(None, app)
-    webui.client = TestClient(app)
-    webui.model = train_doubles.load_tiny_model(webui)
-    webui.images = tmp_path / "images"
-    for index in range(3):
-        write_image(webui.images / f"{index}.png", (64, 64), seed=index, caption=f"sks pattern {index}")
-    webui.lora_dir = webui.module("ssd1b.webui.host").lora_dir()
-    yield webui
-    job = webui.jobs.current()
-    if job is not None and job.running:
-        job.monitor.request_stop()
-        wait_until_finished(webui)
+def host(trainable):
+    return trainable
 
 
 def body(host, name="mine", **changes):
     return {"data_dir": str(host.images), "name": name, **RUN, **changes}
-
-
-def wait_until_finished(host, timeout=300.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = host.client.get("/ssd1b/v1/train").json()
-        if not state["running"]:
-            return state
-        time.sleep(0.05)
-    raise AssertionError(f"the training did not end within {timeout} s: {state}")
 
 
 def train(host, **changes):

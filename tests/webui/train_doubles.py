@@ -19,8 +19,11 @@ call conventions, what A1111 leaves on a model after a load.
 
 from __future__ import annotations
 
+import importlib
 import math
+import time
 from contextlib import nullcontext
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -176,3 +179,48 @@ def _report(title: str, family: str) -> dict:
         "missing": [],
         "unexpected": [],
     }
+
+
+def trainable_host(webui, images: Path):
+    """The fake host with the tiny model loaded, the loading hooks and the API installed on a FastAPI app
+    (`webui.client`), three captioned 64 px images in `images`, and the modules the training tests drive."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from tests.helpers.train_host import write_image
+
+    webui.api = webui.module("ssd1b.webui.api")
+    webui.loading = webui.module("ssd1b.webui.loading")
+    webui.jobs = webui.module("ssd1b.webui.train.jobs")
+    webui.call_queue = webui.module("call_queue")
+    webui.sd_models = webui.module("sd_models")
+    webui.networks = importlib.import_module("networks")  # the built-in Lora extension, loaded as in A1111
+    webui.loading.install()
+    webui.api.install()
+    app = FastAPI()
+    webui.module("script_callbacks").app_started_callback(None, app)
+    webui.client = TestClient(app)
+    webui.model = load_tiny_model(webui)
+    webui.images = images
+    for index in range(3):
+        write_image(images / f"{index}.png", (64, 64), seed=index, caption=f"sks pattern {index}")
+    webui.lora_dir = webui.module("ssd1b.webui.host").lora_dir()
+    return webui
+
+
+def wait_until_finished(webui, timeout: float = 300.0) -> dict:
+    deadline = time.monotonic() + timeout
+    state: dict = {}
+    while time.monotonic() < deadline:
+        state = webui.client.get("/ssd1b/v1/train").json()
+        if not state["running"]:
+            return state
+        time.sleep(0.05)
+    raise AssertionError(f"the training did not end within {timeout} s: {state}")
+
+
+def stop_any_run(webui) -> None:
+    job = webui.jobs.current()
+    if job is not None and job.running:
+        job.monitor.request_stop()
+        wait_until_finished(webui)
