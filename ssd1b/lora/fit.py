@@ -17,7 +17,10 @@ and shapes; everything else comes from the network file's header (no tensor byte
    network of another architecture is named as such ("made for SD 1.x") instead of a percentage, since the few
    pieces whose names and shapes happen to match are applied by the host and mean nothing. Otherwise a module fits
    when the model has a module of that name with that shape. The wrong LCM-LoRA for the loaded family names the
-   right one.
+   right one. A LoRA trained by this extension (`ssd1b.train`) names the model it was trained on in its metadata
+   (`ssd1b_family`, `ssd1b_depths`): on that model it fits like any LoRA (silent when complete); on another family
+   of the same architecture it is named as made for its own ("made for SSD-1B"), even where every module it patches
+   exists (SSD-1B's blocks are a subset of SDXL's, but each was trained with SSD-1B's neighbours).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from ssd1b.families import architecture_label, architecture_of_context, context_
 from ssd1b.fileio import StampCache
 from ssd1b.lora.keys import parse_key
 from ssd1b.lora.kind import classify_header
+from ssd1b.lora.trained import TRAINED_FAMILY_KEY, TrainedOn, trained_elsewhere, trained_on
 
 Shape = tuple[int, ...]
 ModuleKey = tuple[str, str]
@@ -73,6 +77,7 @@ class NetworkTargets:
     context_width: int | None
     kind: str
     """`ssd1b.lora.kind` kind: "lcm-sdxl", "lcm-ssd-1b", "vegart", "sdxl", ..."""
+    trained_on: TrainedOn | None = None
 
     def of(self, encoder_group: str) -> dict[ModuleKey, Shape | None]:
         """The UNet's modules ("unet") or the text encoders' ("text")."""
@@ -87,7 +92,7 @@ def network_targets(header: Header) -> NetworkTargets:
         if info is not None:
             parts[(info.encoder, info.module)][info.part] = shape
     modules = {key: patch_shape(found) for key, found in parts.items()}
-    return NetworkTargets(modules, _context_width(modules), classify_header(header).kind)
+    return NetworkTargets(modules, _context_width(modules), classify_header(header).kind, trained_on(header.metadata))
 
 
 def patch_shape(parts: Mapping[str, Sequence[int]]) -> Shape | None:
@@ -257,6 +262,8 @@ class NetworkFit:
     """The model a wrong LCM-LoRA was distilled for."""
     right_lcm: str | None = None
     """The LCM-LoRA the loaded family needs, when this one is the wrong one."""
+    trained_elsewhere: bool = False
+    """`made_for` is the model this extension trained it on (same architecture, another family or depths)."""
 
     @property
     def loses(self) -> bool:
@@ -275,6 +282,11 @@ class NetworkFit:
 
     def comment(self) -> str:
         """The line shown under the image."""
+        if self.trained_elsewhere:
+            return (
+                f"LoRA {self.name} was trained on {self.made_for}, not on {self.model_label}: {self._coverage()} "
+                f"apply here, trained with {self.made_for}'s blocks around them."
+            )
         if self.made_for:
             return f"LoRA {self.name} was made for {self.made_for}, not for {self.model_label}: it does not apply."
         if self.right_lcm:
@@ -283,6 +295,11 @@ class NetworkFit:
 
     def console(self) -> str:
         """The console line, with counts and the first module that has no target."""
+        if self.trained_elsewhere:
+            return (
+                f"LoRA fit: {self.name} was trained on {self.made_for} (its {TRAINED_FAMILY_KEY} metadata), not on "
+                f"{self.model_label}: {self._coverage(counts=True)} apply, trained for another model's blocks"
+            )
         if self.made_for:
             applied = self.unet.fit + self.text_encoder.fit
             return (
@@ -307,13 +324,17 @@ class NetworkFit:
         return "; ".join(parts) or "all modules"
 
 
-def fit_network(name: str, targets: NetworkTargets, model: ModelModules, family: str, label: str) -> NetworkFit:
-    """How much of the network `name` (its header's `targets`) applies to `model` (family id and label)."""
+def fit_network(
+    name: str, targets: NetworkTargets, model: ModelModules, family: str, label: str, *, depths: str = ""
+) -> NetworkFit:
+    """How much of the network `name` (its header's `targets`) applies to `model` (family id, label and, where
+    known, its depth signature in `DepthSignature.short()` form)."""
     unet = _part_fit(targets.of(UNET), model)
     text_encoder = _part_fit(targets.of("text"), model)
     made_for = _other_architecture(targets, model)
+    elsewhere = None if made_for else trained_elsewhere(targets.trained_on, family, depths)
     lcm_for, right_lcm = _wrong_lcm(targets.kind, family)
-    return NetworkFit(name, label, unet, text_encoder, made_for, lcm_for, right_lcm)
+    return NetworkFit(name, label, unet, text_encoder, made_for or elsewhere, lcm_for, right_lcm, elsewhere is not None)
 
 
 def _part_fit(wanted: Mapping[ModuleKey, Shape | None], model: ModelModules) -> PartFit:
@@ -376,13 +397,15 @@ def cached_targets(path: str | os.PathLike[str]) -> NetworkTargets:
     return _TARGETS.get(path, lambda file: network_targets(read_header(file)))
 
 
-def cached_fit(path: str | os.PathLike[str], name: str, model: ModelModules, family: str, label: str) -> NetworkFit:
+def cached_fit(
+    path: str | os.PathLike[str], name: str, model: ModelModules, family: str, label: str, *, depths: str = ""
+) -> NetworkFit:
     """`fit_network` for a file, cached per (path, size, mtime, model, name)."""
 
     def fit(file: str | os.PathLike[str]) -> NetworkFit:
-        return fit_network(name, cached_targets(file), model, family, label)
+        return fit_network(name, cached_targets(file), model, family, label, depths=depths)
 
-    return _FITS.get(path, fit, model.token, family, label, name)
+    return _FITS.get(path, fit, model.token, family, label, depths, name)
 
 
 def clear_cache() -> None:

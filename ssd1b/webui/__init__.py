@@ -16,6 +16,7 @@ CONCERNS = (
     "ssd1b.webui.forge",
     "ssd1b.webui.api",
     "ssd1b.webui.extensions",
+    "ssd1b.webui.train",
 )
 
 _installed = False

@@ -1,6 +1,6 @@
 """REST API of the extension, mounted on A1111's FastAPI app (adapter; imports fastapi / `modules` lazily).
 
-Routes (JSON, prefix /ssd1b/v1; GET unless marked POST):
+Routes (JSON, prefix /ssd1b/v1; GET unless marked POST or DELETE):
 
 - /ssd1b/v1/presets                    -> {"builtin": [preset...], "user": [preset...], "problem": null | str}
   A preset is `ssd1b.presets.Preset.to_json()`. `problem` says why (part of) the user's store could not be read,
@@ -20,12 +20,24 @@ Routes (JSON, prefix /ssd1b/v1; GET unless marked POST):
   -> {"pipeline", "checkpoint", "path", "family", "bytes", "seconds"} once `<folder>.safetensors` is written and
   in the host's model list. 404 unknown pipeline; 409 the file exists (without overwrite) or another conversion
   runs; 422 the reason the pipeline cannot be converted (nothing is left behind).
+- POST /ssd1b/v1/train {"data_dir", "name", "rank", "steps", …} -> 202 and the run's progress (as GET) once it has
+  started in the background; with "estimate_only": true, 200 and the run it would be (its "estimate"), nothing
+  started. 422 a bad or unknown field, a data folder without usable images; 409 a run or another job holds the
+  model, the LoRA exists (without "overwrite"), an earlier run's checkpoints (resume or overwrite), the loaded model
+  or the host's setup cannot be trained on (the reason); 501 on Forge. Fields: `ssd1b.webui.train.request.FIELDS`,
+  docs/training.md.
+- GET /ssd1b/v1/train                  -> {"running": false, "phase": "idle"} before any run; else the current or
+  last run: running, name, model, phase, step, total, loss, average_loss, step_seconds, remaining_seconds,
+  output, checkpoint, error, losses, samples, estimate, settings, …
+- DELETE /ssd1b/v1/train               -> the run, with "stop_requested": true: it stops after the step in
+  progress and writes a checkpoint ("resume": true continues it). 409 when none runs.
 
 The routes are always added (the presets panel may call them), also without `--api`; when the host runs with
 `--api-auth user:password[,…]` they ask for the same HTTP Basic credentials as the host's own API.
 
 Requests the host would get wrong in silence are answered before it runs them by `ssd1b.webui.api_guard` (an ASGI
-middleware added with the routes): bad `alwayson_scripts` arguments of our script (422).
+middleware added with the routes): bad `alwayson_scripts` arguments of our script (422); while a LoRA trains,
+generation, model and VAE switches (409, with the reason).
 
 `install()` registers an `on_app_started` callback that adds the routes to the app it is given, once per app
 (FastAPI cannot remove routes, so every app we touched is remembered). `uninstall()` removes the callback and makes
@@ -171,12 +183,47 @@ def post_convert(request: dict[str, Any]) -> dict[str, Any]:
         raise _http_error(error.status, str(error)) from error
 
 
-ROUTES: dict[tuple[str, str], Callable[..., dict[str, Any]]] = {
+def post_train(request: dict[str, Any]) -> Any:
+    from fastapi.responses import JSONResponse
+
+    from ssd1b.webui.train import jobs
+
+    _require_installed()
+    try:
+        job = jobs.start(request)
+    except (jobs.RequestError, jobs.NotTrainableError) as error:
+        raise _http_error(error.status, str(error)) from error
+    return JSONResponse(job.to_json(), status_code=202 if job.running else 200)
+
+
+def get_train() -> dict[str, Any]:
+    from ssd1b.webui.train import jobs
+
+    _require_installed()
+    job = jobs.current()
+    return {"running": False, "phase": "idle"} if job is None else job.to_json()
+
+
+def delete_train() -> dict[str, Any]:
+    from ssd1b.webui.train import jobs
+
+    _require_installed()
+    try:
+        job = jobs.stop()
+    except jobs.RequestError as error:
+        raise _http_error(error.status, str(error)) from error
+    return {**job.to_json(), "stop_requested": True}
+
+
+ROUTES: dict[tuple[str, str], Callable[..., Any]] = {
     ("GET", "/presets"): get_presets,
     ("GET", "/inspect"): get_inspect,
     ("GET", "/model"): get_model,
     ("GET", "/pipelines"): get_pipelines,
     ("POST", "/convert"): post_convert,
+    ("POST", "/train"): post_train,
+    ("GET", "/train"): get_train,
+    ("DELETE", "/train"): delete_train,
 }
 
 

@@ -7,6 +7,13 @@
   host unloads anything. The bare host prints the refusal, answers 200 `null` and keeps the previous model, so
   every later generation would use a model the client did not ask for.
 
+- While a LoRA trains (`ssd1b.webui.train.running`): every POST the host would run under its queue lock (txt2img,
+  img2img, extras, interrogate, the refresh and embedding/hypernetwork routes, checkpoint unload/reload) and an
+  options change that reloads the model, the VAE or the attention (`sd_model_checkpoint`, `sd_vae`, …) answer 409
+  {"detail": "SSD-1B: the LoRA 'x' is being trained on SSD-1B (step 12 of 40): …"} at once. The host would make
+  them wait for the whole run (its API holds the real lock object), and a model switch would pull the model out
+  from under the training.
+
 Everything else reaches the host byte for byte (the body read here is replayed). `ssd1b.webui.api` adds the
 middleware with its routes and switches it on and off (`enabled`) with the extension.
 """
@@ -21,6 +28,32 @@ GENERATION_PATHS = frozenset({"/sdapi/v1/txt2img", "/sdapi/v1/img2img"})
 OPTIONS_PATH = "/sdapi/v1/options"
 GUARDED_PATHS = GENERATION_PATHS | {OPTIONS_PATH}
 REFUSAL_PREFIX = "SSD-1B: "
+QUEUED_PATHS = GENERATION_PATHS | {
+    "/sdapi/v1/extra-single-image",
+    "/sdapi/v1/extra-batch-images",
+    "/sdapi/v1/interrogate",
+    "/sdapi/v1/refresh-embeddings",
+    "/sdapi/v1/refresh-checkpoints",
+    "/sdapi/v1/refresh-vae",
+    "/sdapi/v1/create/embedding",
+    "/sdapi/v1/create/hypernetwork",
+    "/sdapi/v1/train/embedding",
+    "/sdapi/v1/train/hypernetwork",
+    "/sdapi/v1/unload-checkpoint",
+    "/sdapi/v1/reload-checkpoint",
+}
+"""POST routes of the host's API (v1.6.0 … v1.10.1) that take its queue lock or reload/train the model."""
+QUEUED_OPTIONS = frozenset(
+    {
+        "sd_model_checkpoint",
+        "sd_vae",
+        "sd_vae_overrides_per_model_preferences",
+        "cross_attention_optimization",
+        "fp8_storage",
+        "cache_fp16_weight",
+    }
+)
+"""Options whose change the host applies under its queue lock (`initialize_util.configure_opts_onchange`)."""
 
 enabled = False
 """Set by `ssd1b.webui.api.install()` / `uninstall()`: a middleware cannot be removed from a running app."""
@@ -49,13 +82,16 @@ class ScriptArgsGuard:
         if not (enabled and scope["type"] == "http" and scope["method"] == "POST"):
             await self.app(scope, receive, send)
             return
-        if scope["path"] not in GUARDED_PATHS:
+        path = scope["path"]
+        training = training_reason()
+        if path not in GUARDED_PATHS and not (training and path in QUEUED_PATHS):
             await self.app(scope, receive, send)
             return
         messages, body = await _read_body(receive)
-        problem = request_problem(scope["path"], body)
-        if problem is not None:
-            await _send_json(send, 422, {"detail": problem})
+        refused = training_problem(path, body, training) if training else None
+        problem = request_problem(path, body) if refused is None else None
+        if refused is not None or problem is not None:
+            await _send_json(send, 409 if refused else 422, {"detail": refused or problem})
             return
         pending = iter(messages)
 
@@ -100,6 +136,29 @@ def request_problem(path: str, body: bytes) -> str | None:
     overrides = request.get("override_settings")
     refused = checkpoint_problem(overrides.get("sd_model_checkpoint")) if isinstance(overrides, dict) else None
     return refused or script_args_problem(request)
+
+
+def training_reason() -> str | None:
+    from ssd1b.webui.train import running
+
+    return running.reason()
+
+
+def training_problem(path: str, body: bytes, reason: str) -> str | None:
+    """`reason` when the request would wait for (or pull the model from under) the running training."""
+    if path in QUEUED_PATHS:
+        return reason
+    try:
+        request = json.loads(body or b"null")
+    except ValueError:
+        return None
+    if not isinstance(request, dict):
+        return None
+    from ssd1b.webui import host
+
+    current = getattr(host.opts(), "data", {})
+    changed = [key for key in QUEUED_OPTIONS & set(request) if current.get(key) != request[key]]
+    return reason if changed else None
 
 
 def checkpoint_problem(title: object) -> str | None:

@@ -15,7 +15,8 @@ What these hooks do instead (nothing runs at import time; `install()` / `uninsta
   pruning does not run again, and require the UNet's keys to equal the checkpoint's. After the host loaded: check
   again, set the SDXL-family flags, record the report and log one line.
 - `sd_models.reload_model_weights` — refuse an unbuildable checkpoint from its safetensors header before the host
-  unloads the current model, so a refused switch leaves the loaded model in place.
+  unloads the current model, so a refused switch leaves the loaded model in place; refuse any switch while a LoRA
+  training holds the model (`ssd1b.webui.train.running`).
 - `sd_hijack.model_hijack.convert_sdxl_to_ssd` (v1.7+) — a no-op for models whose structure this module decided.
 
 On Forge nothing is patched: Forge builds distilled UNets itself.
@@ -64,6 +65,10 @@ class ModelLoadError(RuntimeError):
 
 class UnsupportedModelError(ModelLoadError):
     """A checkpoint of a family that pruning SDXL cannot build."""
+
+
+class ModelSwitchRefusedError(ModelLoadError):
+    """A switch asked for while a LoRA training holds the loaded model (`ssd1b.webui.train`)."""
 
 
 _patches = Patches(HOOK_MARK, lambda: _installed)
@@ -188,6 +193,11 @@ def _preflight(sd_model: Any = None, info: Any = None, *_: Any, **__: Any) -> No
         return
     if current is not None and getattr(current, "sd_model_checkpoint", None) == checkpoint_info.filename:
         return
+    from ssd1b.webui.train import running
+
+    training = running.reason()
+    if training is not None:
+        raise ModelSwitchRefusedError(f"{training} (asked for {_title(checkpoint_info)})")
     found = _read_file(checkpoint_info.filename)
     if found is not None:
         _refuse_unbuildable(found[0], found[1], _title(checkpoint_info), checkpoint_info.filename)

@@ -6,7 +6,8 @@ styles and the presets panel its LoRA, before any network is activated), every `
 generation's prompts (hires-fix prompts included) is resolved to its file the way the Lora extension resolves it,
 and its header is compared with the loaded model's modules (`ssd1b.lora.fit`). A network that loses anything gets:
 one console line, a comment under the image (`p.comment`), and an entry of the `SSD-1B LoRA fit` infotext value
-(which the API's infotext carries too). A network that fits fully stays silent. The option
+(which the API's infotext carries too). A network that fits fully stays silent; one trained by this extension
+on another model is named as made for that model (`ssd1b_family` in its metadata). The option
 `ssd1b_lora_fit_messages` turns all of it off.
 
 The panel shows the same for the prompt being typed (`describe_prompt`).
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ssd1b.checkpoint import HeaderError
+from ssd1b.families import DepthSignature
 from ssd1b.log import logger
 from ssd1b.lora import ModelModules, NetworkFit, cached_fit, model_modules
 from ssd1b.options import option_value
@@ -110,7 +112,7 @@ def fit_or_problem(name: str, model: Any) -> tuple[NetworkFit | None, str | None
         return None, f"{path.name} is a pickle, which is never opened to inspect"
     family, label = model_family(model)
     try:
-        return cached_fit(path, name, loaded_modules(model), family, label), None
+        return cached_fit(path, name, loaded_modules(model), family, label, depths=model_depths(model)), None
     except (HeaderError, OSError, UnreadableModelError) as error:
         return None, str(error)
 
@@ -178,3 +180,14 @@ def model_family(model: Any) -> tuple[str, str]:
     if getattr(model, "is_sdxl", False):
         return "sdxl", "SDXL"
     return "", "the loaded model"
+
+
+def model_depths(model: Any) -> str:
+    """The loaded model's depth signature (short form) from its load report; "" when not known."""
+    depths = (getattr(model, REPORT_ATTR, None) or {}).get("depths")
+    if not isinstance(depths, dict):
+        return ""
+    try:
+        return DepthSignature(tuple(depths["input"]), int(depths["middle"]), tuple(depths["output"])).short()
+    except (KeyError, TypeError, ValueError):
+        return ""

@@ -37,8 +37,9 @@ def model_of(unet_keys, text_encoders=None, wrapped=False):
     return model_modules([*unet_keys.items(), *encoders.items()])
 
 
-def fit(path, unet_keys, family="ssd-1b", label="SSD-1B", **model):
-    return fit_network("net", network_targets(read_header(path)), model_of(unet_keys, **model), family, label)
+def fit(path, unet_keys, family="ssd-1b", label="SSD-1B", depths="", **model):
+    targets = network_targets(read_header(path))
+    return fit_network("net", targets, model_of(unet_keys, **model), family, label, depths=depths)
 
 
 # --- SDXL LoRAs on the distilled models -------------------------------------------------------------------------------
@@ -190,6 +191,63 @@ def test_the_wrong_lcm_lora_names_the_right_one(tmp_path, lcm_unet, model_unet, 
 def test_the_right_lcm_lora_is_silent(tmp_path):
     path = lcm_lora_file(tmp_path / "lcm.safetensors", synthetic.ssd_1b_unet())
     assert not fit(path, synthetic.ssd_1b_unet()).loses
+
+
+# --- LoRAs trained by this extension (ssd1b_family metadata) --------------------------------------------------------
+
+
+def trained_lora(path, unet_keys, family, depths=""):
+    """Attention modules of `unet_keys`, with the metadata `ssd1b.train.export` writes."""
+    tensors = {}
+    for module, shape in attention_modules(unet_keys).items():
+        tensors.update(kohya_tensors("lora_unet_" + module.replace(".", "_"), shape, 4))
+    metadata = {"ss_network_module": "networks.lora", "ssd1b_family": family, "ssd1b_depths": depths}
+    return synthetic.write_sparse(path, tensors, metadata=metadata)
+
+
+def test_a_lora_trained_here_fits_the_model_it_was_trained_on_silently(tmp_path):
+    result = fit(
+        trained_lora(tmp_path / "mine.safetensors", synthetic.ssd_1b_unet(), "ssd-1b"), synthetic.ssd_1b_unet()
+    )
+    assert result.unet.complete and not result.loses
+    assert result.made_for is None and result.infotext() == "net 100%"
+
+
+def test_on_sdxl_it_is_named_as_made_for_ssd_1b_although_every_module_exists(tmp_path):
+    path = trained_lora(tmp_path / "mine.safetensors", synthetic.ssd_1b_unet(), "ssd-1b")
+    result = fit(path, synthetic.sdxl_unet(), "sdxl", "SDXL")
+    assert result.unet.complete  # SSD-1B's blocks are a subset of SDXL's
+    assert result.loses and result.made_for == "SSD-1B"
+    assert result.infotext() == "net made for SSD-1B"
+    assert result.comment() == (
+        "LoRA net was trained on SSD-1B, not on SDXL: all modules apply here, trained with SSD-1B's blocks around them."
+    )
+    assert "net was trained on SSD-1B (its ssd1b_family metadata), not on SDXL: 272 of 272 UNet" in result.console()
+
+
+def test_on_vega_the_trained_model_is_named_with_what_applies(tmp_path):
+    path = trained_lora(tmp_path / "mine.safetensors", synthetic.ssd_1b_unet(), "ssd-1b")
+    result = fit(path, synthetic.vega_unet(), "segmind-vega", "Segmind Vega")
+    assert result.infotext() == "net made for SSD-1B"
+    assert result.comment().startswith("LoRA net was trained on SSD-1B, not on Segmind Vega: 120 of 272 UNet modules")
+
+
+def test_custom_depths_are_told_apart_by_the_depth_signature(tmp_path):
+    custom = synthetic.pruned_unet(CUSTOM)
+    path = trained_lora(tmp_path / "mine.safetensors", custom, "sdxl-distilled", CUSTOM.short())
+    same = fit(path, custom, "sdxl-distilled", "Distilled SDXL", depths=CUSTOM.short())
+    assert not same.loses
+    other = fit(path, custom, "sdxl-distilled", "Distilled SDXL", depths="0.0.0.0.1.1.0.2.2/-1/2.2.2.1.1.1.0.0.0")
+    assert other.made_for == f"Distilled SDXL with depths {CUSTOM.short()}"
+
+
+def test_an_sdxl_lora_of_another_trainer_keeps_the_shape_based_fit(tmp_path):
+    """Without ssd1b_family metadata nothing changes: an SSD-1B-shaped LoRA from elsewhere fits SDXL silently."""
+    tensors = {}
+    for module, shape in attention_modules(synthetic.ssd_1b_unet()).items():
+        tensors.update(kohya_tensors("lora_unet_" + module.replace(".", "_"), shape, 4))
+    path = synthetic.write_sparse(tmp_path / "other.safetensors", tensors)
+    assert not fit(path, synthetic.sdxl_unet(), "sdxl", "SDXL").loses
 
 
 # --- rounding, caching -----------------------------------------------------------------------------------------------

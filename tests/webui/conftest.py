@@ -96,3 +96,22 @@ def webui(host_version: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         for root in roots:
             sys.path.remove(root)
         _forget_host_modules()
+
+
+@pytest.fixture
+def trainable(webui: FakeWebui, tmp_path: Path) -> Iterator[FakeWebui]:
+    """The fake host with a tiny model the trainer can really train (tests/webui/train_doubles.py), on one CPU thread
+    (tiny tensors: faster, and much faster on a busy machine, where OpenMP threads spin); a run still going at the
+    end of the test is stopped."""
+    import torch
+
+    from tests.webui import train_doubles
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    host = train_doubles.trainable_host(webui, tmp_path / "images")
+    try:
+        yield host
+    finally:
+        train_doubles.stop_any_run(host)
+        torch.set_num_threads(threads)

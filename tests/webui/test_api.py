@@ -149,6 +149,7 @@ def test_model_returns_the_load_report_of_the_current_model(host):
 
 def test_routes_are_added_once_per_app(host):
     expected = ["/ssd1b/v1/convert", "/ssd1b/v1/inspect", "/ssd1b/v1/model", "/ssd1b/v1/pipelines", "/ssd1b/v1/presets"]
+    expected += ["/ssd1b/v1/train"] * 3  # POST, GET, DELETE
     assert our_routes(host.app) == expected
     host.api.install()
     host.callbacks.app_started_callback(None, host.app)

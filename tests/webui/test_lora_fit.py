@@ -7,7 +7,7 @@ import importlib
 import pytest
 
 from tests import synthetic
-from tests.lora_files import kohya_attention_lora, kohya_tensors, lcm_lora_file, sd15_lora
+from tests.lora_files import attention_modules, kohya_attention_lora, kohya_tensors, lcm_lora_file, sd15_lora
 from tests.webui.test_panel import build, field, generate
 
 INFOTEXT_KEY = "SSD-1B LoRA fit"
@@ -142,3 +142,23 @@ def test_a_lora_added_by_a_preset_is_checked_against_the_loaded_model(lora_host)
     assert "<lora:lcm_ssd:1>" in p.all_prompts[0]
     assert f"{INFOTEXT_KEY}: " in infotext
     assert "lcm_ssd wrong LCM-LoRA, use segmind/Segmind-VegaRT" in infotext
+
+
+def test_a_lora_trained_here_is_silent_on_its_model_and_named_on_another(lora_host, capsys):
+    """`ssd1b_family` metadata (what `ssd1b.train.export` writes): silent on SSD-1B, "made for SSD-1B" on SDXL."""
+    tensors = {}
+    for module, shape in attention_modules(synthetic.ssd_1b_unet()).items():
+        tensors.update(kohya_tensors("lora_unet_" + module.replace(".", "_"), shape, 4))
+    metadata = {"ssd1b_family": "ssd-1b", "ssd1b_depths": "0.0.0.0.2.2.0.4.4/-1/4.4.10.2.1.1.0.0.0"}
+    synthetic.write_sparse(lora_host.folder / "mine.safetensors", tensors, metadata=metadata)
+    lora_host.networks.list_available_networks()
+    p, infotext = run(lora_host, "<lora:mine:1>")
+    assert INFOTEXT_KEY not in infotext and not p.comments
+    lora_host.sd_models.reload_model_weights(info=lora_host.sdxl)
+    p, infotext = run(lora_host, "<lora:mine:1>")
+    assert f"{INFOTEXT_KEY}: mine made for SSD-1B" in infotext
+    assert list(p.comments) == [
+        "LoRA mine was trained on SSD-1B, not on SDXL: all modules apply here, "
+        "trained with SSD-1B's blocks around them."
+    ]
+    assert "LoRA fit: mine was trained on SSD-1B (its ssd1b_family metadata), not on SDXL" in capsys.readouterr().out

@@ -12,6 +12,7 @@ from ssd1b.presets.apply import TIMES
 from ssd1b.presets.catalog import clean_name, describe_preset, import_summary
 from ssd1b.webui import host
 from ssd1b.webui.panel import conversion as conversion_panel
+from ssd1b.webui.panel import training as training_panel
 from ssd1b.webui.panel.family import extensions_line, family_line, initial_family_line
 from ssd1b.webui.presets_store import catalog, store
 
@@ -152,6 +153,7 @@ def build_panel(tab: str) -> Panel:
         user = _user_preset_controls(tab)
         if tab == "txt2img":  # one place for a folder-wide action
             conversion_panel.build(lambda item: elem_id(tab, item))
+            training_panel.build()
     panel = Panel(
         tab,
         enabled,

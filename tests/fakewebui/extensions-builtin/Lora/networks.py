@@ -135,3 +135,43 @@ def load_networks(names, te_multipliers=None, unet_multipliers=None, dyn_dims=No
         net.dyn_dim = dyn_dims[i] if dyn_dims else 1.0
         loaded_networks.append(net)
     purge_networks_from_memory()
+
+
+# --- weights: what a generation merged in, and taking it out again (real names and signatures) ------------------
+
+
+def store_weights_backup(weight):
+    if weight is None:
+        return None
+    return weight.to("cpu", copy=True)
+
+
+def restore_weights_backup(obj, field, weight):
+    if weight is None:
+        setattr(obj, field, None)
+        return
+    getattr(obj, field).copy_(weight)
+
+
+def network_restore_weights_from_backup(self):
+    """Real: copies `network_weights_backup` (a pair for MultiheadAttention) and `network_bias_backup` back."""
+    weights_backup = getattr(self, "network_weights_backup", None)
+    bias_backup = getattr(self, "network_bias_backup", None)
+    if weights_backup is None and bias_backup is None:
+        return
+    if weights_backup is not None:
+        restore_weights_backup(self, "weight", weights_backup)
+    restore_weights_backup(self, "bias", bias_backup)
+
+
+def merge_for_test(module, delta, names):
+    """Not in the real module: what `network_apply_weights` leaves on a Linear/Conv2d after a generation with
+    `names` loaded (backups taken, the network's weight change added in place, the names remembered)."""
+    import torch
+
+    if getattr(module, "network_weights_backup", None) is None:
+        module.network_weights_backup = store_weights_backup(module.weight)
+        module.network_bias_backup = store_weights_backup(module.bias)
+    with torch.no_grad():
+        module.weight += delta
+    module.network_current_names = names
