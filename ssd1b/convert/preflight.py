@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from ssd1b.convert.plan import ConvertError, Entry, Source
+from ssd1b.convert.plan import DTYPES, ConvertError, Entry, Source
 
 OUTPUT_SUFFIX = ".safetensors"
 
@@ -70,7 +70,8 @@ def check_libraries(entries: list[Entry], sources: list[Source]) -> None:
     """torch and numpy where the tensors need them, asked before anything is written."""
     dtype_change = next((entry for entry in entries if _dtype_changes(entry, sources)), None)
     if dtype_change is not None:
-        why = f"changing the dtype ({dtype_change.name}: to {dtype_change.dtype})"
+        names = {value: name for name, value in DTYPES.items()}
+        why = f"changing the dtype to {names.get(dtype_change.dtype, dtype_change.dtype)}"
         _require("torch", why)
         _require("numpy", why)
     if any(entry.transposed for entry in entries):
