@@ -39,7 +39,7 @@ class FileKind:
 KIND_NAMES = {"vae": "VAE", "lora": "LoRA", "controlnet": "ControlNet", "ip-adapter": "IP-Adapter"}
 
 CONTROL_OUTPUTS = {12: ("sd1/sd2", "SD 1.x / 2.x"), 9: ("sdxl", "SDXL")}
-"""Control outputs (zero convolutions) by architecture: one per input block plus the middle block's."""
+"""Control outputs (zero convolutions) by architecture: one per input block (the middle block's apart)."""
 
 LCM_FAMILIES = {"lcm-sdxl": "sdxl", "lcm-ssd-1b": "ssd-1b", "vegart": "segmind-vega", "lcm-sd1": "sd1"}
 
@@ -87,13 +87,12 @@ def _controlnet(shapes: Shapes) -> FileKind | None:
 
 
 def _is_control_output(name: str) -> bool:
-    """One weight per control output: `zero_convs.N.0.weight` (ldm), `controlnet_down_blocks.N.weight` (diffusers),
-    and the middle block's."""
+    """One weight per input block's control output: `zero_convs.N.0.weight` (ldm), `controlnet_down_blocks.N.weight`
+    (diffusers); the middle block's is not counted."""
     name = name.removeprefix("control_model.")
     return name.endswith(".weight") and (
         (name.startswith("zero_convs.") and name.count(".") == 3)
         or (name.startswith("controlnet_down_blocks.") and name.count(".") == 2)
-        or name in ("middle_block_out.0.weight", "controlnet_mid_block.weight")
     )
 
 
