@@ -118,10 +118,10 @@ def ending_quietly(command: Callable[[], int]) -> int:
         with stopping_signals_raise():
             return command()
     except KeyboardInterrupt:
-        say("\nstopped (Ctrl-C)")
+        say("stopped (Ctrl-C)")
         return EXIT_SIGINT
     except Interrupted as stop:
-        say(f"\nstopped ({stop.name})")
+        say(f"stopped ({stop.name})")
         return stop.exit_status
     except BrokenPipeError:
         silence_stdout()

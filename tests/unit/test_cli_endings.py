@@ -92,7 +92,7 @@ def test_ctrl_c_during_inspect_ends_quietly_with_130(tmp_path):
     child = start(SLOW_INSPECT, str(path))
     _, err = child.communicate(timeout=60)
     assert child.returncode == 130
-    assert err.strip() == "stopped (Ctrl-C)"
+    assert err == "stopped (Ctrl-C)\n"
 
 
 def test_a_closed_pipe_ends_quietly_with_141(tmp_path):
