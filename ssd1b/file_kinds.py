@@ -29,7 +29,7 @@ Shapes = Mapping[str, Sequence[int]]
 @dataclass(frozen=True)
 class FileKind:
     kind: str
-    """"vae", "lora", "controlnet" or "ip-adapter"."""
+    """"vae", "parts" (text encoders and a VAE, no UNet), "lora", "controlnet" or "ip-adapter"."""
     made_for: str | None
     """The architecture or family it was made for ("sdxl", "sd1", "ssd-1b", …), None where the file cannot say."""
     label: str
@@ -61,9 +61,16 @@ def _named(kind: str, made_for: str | None, architecture: str | None = None) -> 
     return FileKind(kind, made_for, label)
 
 
+TEXT_ENCODER_PREFIXES = ("conditioner.embedders.", "cond_stage_model.")
+
+
 def _vae(shapes: Shapes) -> FileKind | None:
+    """A VAE alone; a single file's VAE beside its text encoders (no UNet: what `convert --borrow` lends) is
+    named as such."""
     for prefix in ("", "first_stage_model.", "vae."):
         if f"{prefix}encoder.conv_in.weight" in shapes and f"{prefix}decoder.conv_out.weight" in shapes:
+            if any(name.startswith(TEXT_ENCODER_PREFIXES) for name in shapes):
+                return FileKind("parts", None, "text encoders + VAE (no UNet)")
             return _named("vae", None)
     return None
 

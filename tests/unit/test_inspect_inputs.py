@@ -242,6 +242,7 @@ def write(shapes_of):
     ("make", "kind", "made_for", "label"),
     [
         (write(bare_vae), "vae", None, "VAE"),
+        (write(synthetic.text_encoders_and_vae), "parts", None, "text encoders + VAE (no UNet)"),
         (write(diffusers_vae), "vae", None, "VAE"),
         (lora_files.kohya_attention_lora, "lora", "sdxl", "LoRA for SDXL"),
         (lora_files.sd15_lora, "lora", "sd1", "LoRA for SD 1.x"),
@@ -257,6 +258,7 @@ def write(shapes_of):
     ],
     ids=[
         "vae-ldm",
+        "lender",
         "vae-diffusers",
         "lora-sdxl",
         "lora-sd15",
