@@ -65,8 +65,8 @@ class Report:
 
     @property
     def kind(self) -> str | None:
-        """ "checkpoint" (a UNet the inspector recognises), "vae", "lora", "controlnet", "ip-adapter", "unknown";
-        None when the file was not read."""
+        """What the file is: `checkpoint` (a UNet the inspector recognises), `diffusers-unet`, `vae`, `parts`, `lora`,
+        `controlnet`, `ip-adapter` or `unknown`; None when the file was not read."""
         if self.family is None:
             return None
         if self.other is not None:
@@ -174,7 +174,7 @@ def report_from_header(path: str, header: Header) -> Report:
         has_text_encoders=found.has_text_encoders,
         dtype=dominant_dtype(header),
         bytes=header.file_bytes,
-        other=_other_kind(header, index, diffusers_unet),
+        other=_other_kind(header, index, found.family if diffusers_unet else None),
     )
 
 
@@ -208,12 +208,11 @@ def _not_a_single_file(path: Path, diffusers_unet: bool) -> str | None:
     return None
 
 
-def _other_kind(header: Header, index: KeyIndex, diffusers_unet: bool) -> FileKind | None:
+def _other_kind(header: Header, index: KeyIndex, diffusers_unet_family: str | None) -> FileKind | None:
     """What a file without a single-file UNet is (never asked of a checkpoint: its VAE is not "a VAE")."""
-    if diffusers_unet:
-        found = classify_index(index)
-        label = FAMILIES[found.family].label
-        return FileKind("diffusers-unet", found.family, f"{label} (diffusers UNet)")
+    if diffusers_unet_family is not None:
+        label = FAMILIES[diffusers_unet_family].label
+        return FileKind("diffusers-unet", diffusers_unet_family, f"{label} (diffusers UNet)")
     if index.has_prefix(UNET_PREFIX):
         return None
     return file_kind(header)
