@@ -22,6 +22,8 @@ from operator import itemgetter, ne, sub
 from pathlib import Path
 from typing import NamedTuple
 
+from ssd1b.not_safetensors import SNIFF_BYTES, describe_text, special_file, starts_like_text
+
 try:
     import orjson as _orjson
 except ImportError:  # the CLI also runs on a bare Python
@@ -123,9 +125,16 @@ def read_header(path: str | os.PathLike[str], max_header_bytes: int = MAX_HEADER
     """Read and validate the header of the safetensors file at `path`."""
     path = Path(path)
     try:
-        file_bytes = path.stat().st_size
+        status = path.stat()
+        special = special_file(status)
+        if special is not None:
+            raise HeaderError(f"not read: {special}, not a file")
+        file_bytes = status.st_size
         with path.open("rb") as handle:
             prefix = handle.read(LENGTH_PREFIX_BYTES)
+            if starts_like_text(prefix):
+                start = prefix + handle.read(SNIFF_BYTES - len(prefix))
+                raise HeaderError(f"not a safetensors file: {describe_text(start)}")
             header_bytes = _header_length(prefix, file_bytes, max_header_bytes)
             raw = handle.read(header_bytes)
     except OSError as error:

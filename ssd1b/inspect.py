@@ -11,11 +11,14 @@ from ssd1b.checkpoint import Header, HeaderError, collector_paused, format_bytes
 from ssd1b.convert.pipeline import pipeline_of_part
 from ssd1b.diffusers_names import UnknownTensorNameError, is_diffusers_unet, unet_to_ldm
 from ssd1b.families import FAMILIES, UNET_PREFIX, Classification, Family, KeyIndex, classify_index, index_of, unet_facts
+from ssd1b.file_kinds import FileKind, file_kind
 from ssd1b.fileio import StampCache
+from ssd1b.model_files import ListedFile, listed_files, not_inspected
 from ssd1b.unet_config import numbering_hole
 
 SAFETENSORS_SUFFIX = ".safetensors"
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+CHECKPOINT_KIND = "checkpoint"
 
 DTYPE_NAMES = {
     "F16": "fp16",
@@ -39,6 +42,8 @@ class Report:
     has_text_encoders: bool | None = None
     dtype: str | None = None
     bytes: int | None = None
+    other: FileKind | None = None
+    """What a file without a UNet is (a VAE, a LoRA, …), None for checkpoints and unread files."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -46,7 +51,7 @@ class Report:
             "ok": self.ok,
             "error": self.error,
             "family": self.family,
-            "label": self.info.label if self.info else None,
+            "label": self.label if self.family else None,
             "distilled": self.info.distilled if self.info else None,
             "depths": self.depths,
             "unet_params": self.unet_params,
@@ -54,7 +59,19 @@ class Report:
             "has_text_encoders": self.has_text_encoders,
             "dtype": self.dtype,
             "bytes": self.bytes,
+            "kind": self.kind,
+            "made_for": self.other.made_for if self.other else None,
         }
+
+    @property
+    def kind(self) -> str | None:
+        """What the file is: `checkpoint` (a UNet the inspector recognises), `diffusers-unet`, `vae`, `parts`, `lora`,
+        `controlnet`, `ip-adapter` or `unknown`; None when the file was not read."""
+        if self.family is None:
+            return None
+        if self.other is not None:
+            return self.other.kind
+        return CHECKPOINT_KIND if self.family != "unknown" else "unknown"
 
     @property
     def info(self) -> Family | None:
@@ -62,6 +79,8 @@ class Report:
 
     @property
     def label(self) -> str:
+        if self.other is not None:
+            return self.other.label
         return FAMILIES[self.family].label if self.family in FAMILIES else "?"
 
 
@@ -69,10 +88,17 @@ def inspect_file(path: str | os.PathLike[str]) -> Report:
     """Inspect one file; every problem ends up in the report, never as an exception."""
     path = Path(path)
     size = _size(path)
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        reason = f"not inspected: {path.suffix} files are Python pickles and are never unpickled for inspection"
+    reason = not_inspected(path)
+    if reason is not None:
         return Report(str(path), False, reason, bytes=size)
     return _report_from_file(path, size)
+
+
+def inspect_listed(listed: ListedFile) -> Report:
+    """The report of one file of `ssd1b.model_files.listed_files`: what it is, or why it was not inspected."""
+    if listed.skipped is not None:
+        return Report(str(listed.path), False, listed.skipped, bytes=_size(listed.path))
+    return inspect_file(listed.path)
 
 
 # Decorated, not a `with` block: the header's ~2,000 lists are freed on return, while the collector is still off.
@@ -130,27 +156,12 @@ def cached_report(path: str | os.PathLike[str]) -> Report:
 
 def report_from_header(path: str, header: Header) -> Report:
     index = index_of(header)
-    part = pipeline_of_part(Path(path))
-    if part is not None and part[1] == "unet" and is_diffusers_unet(header.names):
-        index = _as_ldm(header)  # the family and depths of the pipeline, under the names it will have
+    diffusers_unet = is_diffusers_unet(header.names)
+    if diffusers_unet:
+        index = _as_ldm(header)  # the family and depths it will have, under the names it will have
     found = classify_index(index)
-    error = None
-    if header.truncated:
-        error = (
-            f"truncated: header declares {format_bytes(header.declared_bytes)}, "
-            f"file has {format_bytes(header.file_bytes)}"
-        )
-    elif header.surplus_bytes:
-        error = (
-            f"damaged: {format_bytes(header.surplus_bytes)} after the data the header declares "
-            f"({format_bytes(header.declared_bytes)}); safetensors refuses to load such a file"
-        )
-    elif part is not None:
-        error = (
-            f"the {part[1]} of the diffusers pipeline {part[0].name}, not a single-file checkpoint: "
-            f"`python -m ssd1b convert {part[0]} OUT.safetensors` makes one"
-        )
-    elif found.family == "unknown":
+    error = _damage(header) or _not_a_single_file(Path(path), diffusers_unet)
+    if error is None and found.family == "unknown":
         error = _numbering_problem(index)
     return Report(
         path=path,
@@ -163,7 +174,48 @@ def report_from_header(path: str, header: Header) -> Report:
         has_text_encoders=found.has_text_encoders,
         dtype=dominant_dtype(header),
         bytes=header.file_bytes,
+        other=_other_kind(header, index, found.family if diffusers_unet else None),
     )
+
+
+def _damage(header: Header) -> str | None:
+    if header.truncated:
+        return (
+            f"truncated: header declares {format_bytes(header.declared_bytes)}, "
+            f"file has {format_bytes(header.file_bytes)}"
+        )
+    if header.surplus_bytes:
+        return (
+            f"damaged: {format_bytes(header.surplus_bytes)} after the data the header declares "
+            f"({format_bytes(header.declared_bytes)}); safetensors refuses to load such a file"
+        )
+    return None
+
+
+def _not_a_single_file(path: Path, diffusers_unet: bool) -> str | None:
+    """A part of a diffusers pipeline, or a diffusers UNet alone: what makes a single file of it."""
+    part = pipeline_of_part(path)
+    if part is not None:
+        return (
+            f"the {part[1]} of the diffusers pipeline {part[0].name}, not a single-file checkpoint: "
+            f"`python -m ssd1b convert {part[0]} OUT.safetensors` makes one"
+        )
+    if diffusers_unet:
+        return (
+            "a diffusers UNet alone, not a single-file checkpoint: `python -m ssd1b convert "
+            f"{path} OUT.safetensors --borrow CHECKPOINT` makes one with the text encoders and VAE of CHECKPOINT"
+        )
+    return None
+
+
+def _other_kind(header: Header, index: KeyIndex, diffusers_unet_family: str | None) -> FileKind | None:
+    """What a file without a single-file UNet is (never asked of a checkpoint: its VAE is not "a VAE")."""
+    if diffusers_unet_family is not None:
+        label = FAMILIES[diffusers_unet_family].label
+        return FileKind("diffusers-unet", diffusers_unet_family, f"{label} (diffusers UNet)")
+    if index.has_prefix(UNET_PREFIX):
+        return None
+    return file_kind(header)
 
 
 def _as_ldm(header: Header) -> KeyIndex:
@@ -190,13 +242,9 @@ def dominant_dtype(header: Header) -> str | None:
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
-    """Files as given; a directory stands for its `*.safetensors`, recursively, in a stable order."""
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            yield from sorted(p for p in path.rglob(f"*{SAFETENSORS_SUFFIX}") if p.is_file())
-        else:
-            yield path
+    """Files as given; a folder stands for the files A1111's model list would hold from it
+    (`ssd1b.model_files.listed_files`), those that cannot be inspected included."""
+    return (listed.path for listed in listed_files(paths))
 
 
 def _size(path: Path) -> int | None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command (README "Run the tests"; .ci/run calls exactly this).
+# The project's test command (README.md, "The two commands"; docs/development.md; .ci/run calls exactly this).
 # Sets up everything on a fresh Debian machine: a venv in .venv with tests/requirements-lock.txt, Debian's
 # Chromium for the browser tests, then lint + the whole test suite.
 set -euo pipefail

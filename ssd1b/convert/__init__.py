@@ -19,18 +19,24 @@ as 1×1 convolutions). A diffusers UNet alone (its file, or a pipeline with `bor
 VAE of an A1111 single file. Before anything is written the parts must fit each other (text-encoder widths against
 the UNet's cross-attention, VAE latent channels against the UNet's input).
 
-Modules: `plan` (what is read and written, and the checks before writing), `writer` (streaming, atomic), `pipeline`
-(diffusers pipeline folders), `parts` (VAE and text-encoder names); the UNet's diffusers names are
-`ssd1b.diffusers_names`, shared with the LoRA code.
+Modules: `plan` (what is read and written, and the checks that the result is buildable), `preflight` (OUT, the
+libraries needed, whether there is anything to convert: all before a byte is written), `writer` (streaming,
+atomic), `partials` (the temporary file, and those a killed run left), `pipeline` (diffusers pipeline folders),
+`parts` (VAE and text-encoder names); the UNet's diffusers names are `ssd1b.diffusers_names`, shared with the LoRA
+code.
 """
 
 from ssd1b.convert.pipeline import PipelineError, is_pipeline_folder, pipeline_of_part, unet_ldm_shapes
 from ssd1b.convert.plan import DTYPES, ConvertError, renumbering
+from ssd1b.convert.preflight import MissingLibraryError, NothingToConvertError, OutputNameError
 from ssd1b.convert.writer import Progress, Result, convert_file, per_percent
 
 __all__ = [
     "DTYPES",
     "ConvertError",
+    "MissingLibraryError",
+    "NothingToConvertError",
+    "OutputNameError",
     "PipelineError",
     "Progress",
     "Result",

@@ -106,13 +106,25 @@ def _vae_resnet_part(part: str) -> str:
 CLIP_BUFFERS = frozenset({"text_model.embeddings.position_ids"})
 
 
+CLIP_TEXT_MODEL = "text_model."
+CLIP_TEXT_PARTS = ("embeddings.", "encoder.layers.", "final_layer_norm.")
+"""What a `CLIPTextModel`'s text model holds: transformers 4.x saves it under `text_model.`, 5.x without."""
+
+
 def clip_l_to_ldm(names: list[str], embedder: int) -> dict[str, Recipe]:
-    """transformers `CLIPTextModel` names → sgm's `FrozenCLIPEmbedder` (`conditioner.embedders.N.transformer.*`)."""
+    """transformers `CLIPTextModel` names → sgm's `FrozenCLIPEmbedder` (`conditioner.embedders.N.transformer.*`),
+    which holds transformers 4.x's names: `text_model.encoder.layers.0.…` as 4.x writes them, and as 5.x's
+    `encoder.layers.0.…` with the prefix put back."""
     prefix = f"conditioner.embedders.{embedder}.transformer."
-    unknown = [name for name in names if not name.startswith("text_model.")]
+    text_model = "" if any(name.startswith(CLIP_TEXT_MODEL) for name in names) else CLIP_TEXT_MODEL
+    unknown = [
+        name
+        for name in names
+        if not (text_model + name).startswith(tuple(CLIP_TEXT_MODEL + part for part in CLIP_TEXT_PARTS))
+    ]
     if unknown:
         raise UnknownComponentNameError(f"{unknown[0]!r} is not a tensor of a transformers CLIPTextModel")
-    return {prefix + name: Recipe((name,)) for name in names}
+    return {prefix + text_model + name: Recipe((name,)) for name in names}
 
 
 OPEN_CLIP_FIXED = {

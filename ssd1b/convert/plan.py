@@ -7,11 +7,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssd1b.checkpoint import Header, HeaderError, read_header
+from ssd1b.checkpoint import Header, HeaderError, TensorInfo, read_header
 from ssd1b.convert.parts import Recipe, UnknownComponentNameError
 from ssd1b.convert.pipeline import Component, PipelineError, pipeline_components, unet_file_of, unet_recipes
 from ssd1b.diffusers_names import UnknownTensorNameError, is_diffusers_unet
-from ssd1b.families import UNET_PREFIX, KeyIndex
+from ssd1b.families import UNET_PREFIX, KeyIndex, classify_index
 from ssd1b.unet_config import StructureError, structure_of
 
 DTYPES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32"}
@@ -112,9 +112,17 @@ def _entry(name: str, recipe: Recipe, origin_of: dict[str, int], sources: list[S
     infos = [sources[part.origin].header.tensors[part.name] for part in parts]
     if len({info.dtype for info in infos}) != 1 or len({info.shape[1:] for info in infos}) != 1:
         raise ConvertError(f"{name}: its parts {', '.join(recipe.sources)} differ in dtype or shape")
-    shape = _shape(name, recipe.layout, (sum(info.shape[0] for info in infos), *infos[0].shape[1:]))
+    shape = _shape(name, recipe.layout, _joined_shape(infos))
     target = DTYPES[dtype] if dtype and infos[0].dtype in FLOAT_DTYPES else infos[0].dtype
     return Entry(name, parts, target, shape, transposed=recipe.layout == "transposed")
+
+
+def _joined_shape(infos: list[TensorInfo]) -> tuple[int, ...]:
+    """The shape of the parts concatenated along the first dimension; a tensor alone keeps its shape (a 0-d one,
+    such as OpenCLIP's `logit_scale`, has no first dimension)."""
+    if len(infos) == 1:
+        return infos[0].shape
+    return (sum(info.shape[0] for info in infos), *infos[0].shape[1:])
 
 
 def _shape(name: str, layout: str, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -179,7 +187,8 @@ def _readable(source: Path) -> Header:
     return header
 
 
-def _require_buildable(entries: list[Entry]) -> None:
+def _require_buildable(entries: list[Entry]) -> str:
+    """The output's family, once its UNet is buildable and its parts fit each other."""
     index = KeyIndex([entry.name for entry in entries], [list(entry.shape) for entry in entries])
     if not index.has_prefix(UNET_PREFIX):
         raise ConvertError("no UNet (`model.diffusion_model.*`) in the file: not an A1111 single-file checkpoint")
@@ -188,6 +197,7 @@ def _require_buildable(entries: list[Entry]) -> None:
     except StructureError as error:
         raise ConvertError(f"the converted UNet would still not be buildable: {error}") from error
     _require_consistent(entries, structure.context_dim)
+    return classify_index(index).family
 
 
 TEXT_WIDTHS = re.compile(

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from ssd1b.checkpoint import DTYPE_BYTES, Header, TensorInfo, read_header
+from ssd1b.convert.partials import partial_path, remove_stale_partials
 from ssd1b.convert.plan import DTYPES, ConvertError, Entry, Headers, Source, _require_buildable, components_for, plan
-from ssd1b.families import KeyIndex, classify_index, index_of
+from ssd1b.convert.preflight import check_libraries, check_output, needs_conversion, refuse_no_op
+from ssd1b.families import FAMILIES, KeyIndex, classify_index, index_of
 from ssd1b.unet_config import StructureError, structure_of
 
 if TYPE_CHECKING:
@@ -61,47 +63,43 @@ def convert_file(
     overwrite: bool = False,
     progress: Progress | None = None,
     borrow: str | os.PathLike[str] | None = None,
+    copy: bool = False,
 ) -> Result:
-    """Convert `source` into the single file `output` (see the module's docstring)."""
-    output = Path(output)
+    """Convert `source` into the single file `output` (see the module's docstring). Everything that can be checked
+    is checked before a byte is written (`ssd1b.convert.preflight`); a single file that needs no conversion is
+    refused unless `copy`."""
+    source, output = Path(source), Path(output)
     if dtype is not None and dtype not in DTYPES:
         raise ConvertError(f"unknown dtype {dtype!r}: one of {', '.join(DTYPES)}")
-    if output.exists() and not overwrite:
-        raise ConvertError(f"{output} exists: pass --overwrite to replace it")
+    check_output(output, source, overwrite)
+    remove_stale_partials(output.parent)
     headers = Headers()
-    sources, entries = plan(components_for(Path(source), Path(borrow) if borrow else None, headers), dtype, headers)
-    _require_buildable(entries)
-    _remove_stale_partials(output)
-    partial = output.with_name(f".{output.name}.{os.getpid()}{PARTIAL_SUFFIX}")
-    try:
-        written = _write(sources, entries, partial, progress, Path(source).name)
-        index = _verified(partial)
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
+    sources, entries = plan(components_for(source, Path(borrow) if borrow else None, headers), dtype, headers)
+    family = _require_buildable(entries)
+    if not copy and not needs_conversion(entries, sources):
+        refuse_no_op(source, FAMILIES[family].label)
+    check_libraries(entries, sources)
+    written, index = _write_into_place(sources, entries, output, progress)
     renumbered = sum(entry.renamed for entry in entries)
     return Result(output, classify_index(index).family, renumbered, written)
 
 
-PARTIAL_SUFFIX = ".partial"
-
-
-def _remove_stale_partials(output: Path) -> None:
-    """Temporary files a killed conversion of the same output left behind (their process is gone)."""
-    for partial in output.parent.glob(f".{output.name}.*{PARTIAL_SUFFIX}"):
-        pid = partial.name[len(output.name) + 2 : -len(PARTIAL_SUFFIX)]
-        if pid.isdigit() and not _alive(int(pid)):
-            partial.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
+def _write_into_place(
+    sources: list[Source], entries: list[Entry], output: Path, progress: Progress | None
+) -> tuple[int, KeyIndex]:
+    """Write the partial file, check it, rename it to `output`; the partial file never outlives this call, whatever
+    ends it (an error, KeyboardInterrupt, the command line's SIGTERM / SIGHUP)."""
+    partial = partial_path(output)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        try:
+            written = _write(sources, entries, partial, progress, sources[0].path.name)
+        except OSError as error:
+            raise ConvertError(f"cannot write {output}: {error.strerror or error}") from error
+        index = _verified(partial)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return written, index
 
 
 def _write(

@@ -6,7 +6,11 @@
 
 from __future__ import annotations
 
+import platform
 from importlib import import_module
+
+from ssd1b import __version__
+from ssd1b.log import logger
 
 # Each concern is one module with idempotent install()/uninstall(); order matters only for uninstall (reverse).
 CONCERNS = (
@@ -26,12 +30,33 @@ def install() -> None:
     global _installed
     if _installed:
         return
+    logger.info(startup_line())
     for name in CONCERNS:
         import_module(name).install()
     from modules import script_callbacks
 
     script_callbacks.on_script_unloaded(uninstall)
     _installed = True
+
+
+def startup_line() -> str:
+    """`sd-webui-ssd1b <version> on <host> <version>, Python <version>, torch <version>`: the line a bug report
+    quotes first."""
+    from ssd1b.webui import host
+
+    info = host.probe()
+    name = "Forge" if info.is_forge else "A1111"
+    return (
+        f"sd-webui-ssd1b {__version__} on {name} {info.version}, Python {platform.python_version()}, "
+        f"torch {_torch_version()}"
+    )
+
+
+def _torch_version() -> str:
+    import sys
+
+    torch = sys.modules.get("torch")  # the host has imported it; never imported here for a version string
+    return str(getattr(torch, "__version__", "not loaded"))
 
 
 def uninstall() -> None:

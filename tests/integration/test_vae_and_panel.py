@@ -178,4 +178,22 @@ def test_the_panel_in_the_real_page(novae: WebUI) -> None:
         )
         page.screenshot(path=str(screenshot), full_page=False)
         print(f"\npanel screenshot: {screenshot}")
+        show_settings_section(page, novae.log.path.parent / "settings.png")
     assert errors == [], errors
+
+
+def show_settings_section(page: Any, screenshot: Path) -> None:
+    """Settings > SSD-1B as a user finds it: every option of the section shown, a screenshot of the page."""
+    from playwright.sync_api import expect
+
+    from ssd1b.options import OPTIONS
+
+    page.locator("#tabs > .tab-nav button", has_text=re.compile(r"^\s*Settings\s*$")).click()
+    page.locator("#settings > .tab-nav button", has_text=re.compile(r"^\s*SSD-1B\s*$")).click()
+    section = page.locator("#settings_ssd1b")
+    expect(section).to_be_visible()
+    for option in OPTIONS:
+        expect(section.locator(f"#setting_{option.key}")).to_be_visible()
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(screenshot), full_page=False)
+    print(f"settings screenshot: {screenshot}")

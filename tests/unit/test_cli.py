@@ -25,6 +25,8 @@ JSON_KEYS = {
     "has_text_encoders",
     "dtype",
     "bytes",
+    "kind",
+    "made_for",
 }
 
 
@@ -53,7 +55,8 @@ def test_json_contract_on_a_folder(models):
     code, out = run("inspect", "--json", str(models))
     assert code == 0
     reports = json.loads(out)
-    assert [Path(r["path"]).name for r in reports] == ["vega-novae.safetensors", "sdxl.safetensors", "ssd.safetensors"]
+    # A1111's order: the folder's own files, then each subfolder's, by natural sort
+    assert [Path(r["path"]).name for r in reports] == ["sdxl.safetensors", "ssd.safetensors", "vega-novae.safetensors"]
     assert all(set(report) == JSON_KEYS for report in reports)
     by_name = {Path(r["path"]).name: r for r in reports}
     ssd = by_name["ssd.safetensors"]
@@ -70,6 +73,8 @@ def test_json_contract_on_a_folder(models):
         "has_text_encoders": True,
         "dtype": "fp16",
         "bytes": (models / "ssd.safetensors").stat().st_size,
+        "kind": "checkpoint",
+        "made_for": None,
     }
     vega = by_name["vega-novae.safetensors"]
     assert (vega["family"], vega["has_vae"], vega["dtype"], vega["unet_params"]) == (

@@ -307,5 +307,11 @@ def test_the_inspector_names_a_pipelines_files_and_tells_the_family_of_its_unet(
         f"the unet of the diffusers pipeline koala-diffusers, not a single-file checkpoint: "
         f"`python -m ssd1b convert {folder} OUT.safetensors` makes one"
     )
-    (folder / "model_index.json").unlink()  # a loose diffusers UNet file is just not a checkpoint
-    assert inspect_file(unet).ok and inspect_file(unet).family == "unknown"
+    assert (report.kind, report.label) == ("diffusers-unet", "KOALA-700M (diffusers UNet)")
+    (folder / "model_index.json").unlink()  # a loose diffusers UNet: not a checkpoint either, and said how to make one
+    loose = inspect_file(unet)
+    assert (loose.family, loose.kind, loose.ok) == ("koala-700m", "diffusers-unet", False)
+    assert loose.error == (
+        f"a diffusers UNet alone, not a single-file checkpoint: `python -m ssd1b convert {unet} OUT.safetensors "
+        "--borrow CHECKPOINT` makes one with the text encoders and VAE of CHECKPOINT"
+    )
