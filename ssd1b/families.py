@@ -194,6 +194,20 @@ ARCHITECTURES: tuple[Architecture, ...] = (
 
 
 # KOALA variants differ in the depth of the deepest input block (KOALA-1B: 6, KOALA-700M: 5).
+SDXL_RESOLUTIONS: tuple[tuple[int, int], ...] = (
+    (1024, 1024),
+    (1152, 896),
+    (896, 1152),
+    (1216, 832),
+    (832, 1216),
+    (1344, 768),
+    (768, 1344),
+    (1536, 640),
+    (640, 1536),
+)
+"""(width, height): 1024×1024 and the SDXL training buckets (about 1024² pixels each) Segmind lists for SSD-1B and
+Vega; the presets' size buttons and the trainer's aspect buckets."""
+
 KOALA_BY_DEEPEST_INPUT: dict[int, str] = {6: "koala-1b", 5: "koala-700m"}
 
 

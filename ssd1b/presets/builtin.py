@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from ssd1b.families import SDXL_RESOLUTIONS
 from ssd1b.presets.schema import Preset, PresetError
 
 SSD_1B_CARD = "https://huggingface.co/segmind/SSD-1B"
@@ -84,18 +85,7 @@ BUILTIN_PRESETS: tuple[Preset, ...] = (
 
 DEFAULT_PRESET_BY_FAMILY = {"ssd-1b": "SSD-1B", "segmind-vega": "Segmind Vega"}
 
-RESOLUTIONS: tuple[tuple[int, int], ...] = (
-    (1024, 1024),
-    (1152, 896),
-    (896, 1152),
-    (1216, 832),
-    (832, 1216),
-    (1344, 768),
-    (768, 1344),
-    (1536, 640),
-    (640, 1536),
-)
-"""1024×1024 and the SDXL training buckets Segmind lists for SSD-1B and Vega."""
+RESOLUTIONS: tuple[tuple[int, int], ...] = SDXL_RESOLUTIONS
 
 
 def builtin_preset(name: str) -> Preset | None:

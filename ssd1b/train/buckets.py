@@ -16,19 +16,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ssd1b.families import SDXL_RESOLUTIONS
 from ssd1b.train.host import SizeCond
 
-SDXL_BUCKETS: tuple[tuple[int, int], ...] = (
-    (1024, 1024),
-    (1152, 896),
-    (896, 1152),
-    (1216, 832),
-    (832, 1216),
-    (1344, 768),
-    (768, 1344),
-    (1536, 640),
-    (640, 1536),
-)
+SDXL_BUCKETS: tuple[tuple[int, int], ...] = SDXL_RESOLUTIONS
 """(width, height) at SDXL's native 1024² area."""
 SDXL_RESOLUTION = 1024
 MULTIPLE = 64

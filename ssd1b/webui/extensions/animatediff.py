@@ -22,11 +22,9 @@ from ssd1b.webui.extensions.base import (
     ExtensionAdapter,
     Found,
     blocks_renumbered,
-    git_version,
     layout_of,
-    module_path,
+    probe_script_class,
     say,
-    script_module,
     set_script_arg,
 )
 
@@ -47,11 +45,7 @@ class AnimateDiffAdapter(ExtensionAdapter):
         """Their `xyz_attrs`: what an XYZ axis sets on the parameters in `before_process`."""
 
     def probe(self) -> Found | None:
-        module = script_module(SCRIPT_FILE)
-        script_class = getattr(module, "AnimateDiffScript", None)
-        if script_class is None:
-            return None
-        return Found(git_version(module_path(module)), {"module": module, "Script": script_class})
+        return probe_script_class(SCRIPT_FILE, "AnimateDiffScript", key="Script")
 
     def patch(self, found: Found) -> str:
         module = found.modules["module"]

@@ -206,6 +206,17 @@ def _read(path: Path) -> str:
         return ""
 
 
+def probe_script_class(filename: str, class_name: str, key: str | None = None) -> Found | None:
+    """The usual probe: the module A1111 loaded from an extension's `scripts/<filename>` (as "module") and the class
+    an adapter patches in it (as `key`, by default its name), with the checkout's version; None when either is
+    absent."""
+    module = script_module(filename)
+    script_class = getattr(module, class_name, None)
+    if script_class is None:
+        return None
+    return Found(git_version(module_path(module)), {"module": module, key or class_name: script_class})
+
+
 def module_path(module: ModuleType | None) -> str | None:
     return getattr(module, "__file__", None) if module is not None else None
 

@@ -20,12 +20,10 @@ from ssd1b.webui.extensions.base import (
     ExtensionAdapter,
     Found,
     blocks_renumbered,
-    git_version,
     layout_of,
-    module_path,
+    probe_script_class,
     say,
     script_arg,
-    script_module,
     set_script_arg,
 )
 
@@ -61,11 +59,7 @@ class KohyaHiresFixAdapter(ExtensionAdapter):
     name = "Kohya Hires.fix"
 
     def probe(self) -> Found | None:
-        module = script_module(SCRIPT_FILE)
-        script_class = getattr(module, "KohyaHiresFix", None)
-        if script_class is None:
-            return None
-        return Found(git_version(module_path(module)), {"KohyaHiresFix": script_class})
+        return probe_script_class(SCRIPT_FILE, "KohyaHiresFix")
 
     def patch(self, found: Found) -> str:
         self.patches.wrap(found.modules["KohyaHiresFix"], "process", _process, own=True)

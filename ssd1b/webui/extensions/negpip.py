@@ -21,7 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ssd1b.webui.extensions import attention_calls
-from ssd1b.webui.extensions.base import ExtensionAdapter, Found, git_version, module_path, script_module
+from ssd1b.webui.extensions.base import (
+    ExtensionAdapter,
+    Found,
+    probe_script_class,
+)
 
 SCRIPT_FILE = "negpip.py"
 FEATURE = "NegPiP"
@@ -42,11 +46,7 @@ class NegPipAdapter(ExtensionAdapter):
     name = "NegPiP"
 
     def probe(self) -> Found | None:
-        module = script_module(SCRIPT_FILE)
-        script_class = getattr(module, "Script", None)
-        if script_class is None:
-            return None
-        return Found(git_version(module_path(module)), {"module": module, "Script": script_class})
+        return probe_script_class(SCRIPT_FILE, "Script")
 
     def patch(self, found: Found) -> str:
         module = found.modules["module"]

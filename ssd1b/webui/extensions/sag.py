@@ -16,12 +16,10 @@ from typing import Any
 from ssd1b.webui.extensions.base import (
     ExtensionAdapter,
     Found,
-    git_version,
     layout_of,
-    module_path,
+    probe_script_class,
     say,
     script_arg,
-    script_module,
     set_script_arg,
 )
 
@@ -36,11 +34,7 @@ class SagAdapter(ExtensionAdapter):
     name = "Self Attention Guidance"
 
     def probe(self) -> Found | None:
-        module = script_module(SCRIPT_FILE)
-        script_class = getattr(module, "Script", None)
-        if script_class is None:
-            return None
-        return Found(git_version(module_path(module)), {"Script": script_class})
+        return probe_script_class(SCRIPT_FILE, "Script")
 
     def patch(self, found: Found) -> str:
         self.patches.wrap(found.modules["Script"], "process", _process, own=True)

@@ -22,10 +22,8 @@ from ssd1b.webui.extensions.base import (
     ExtensionAdapter,
     Found,
     current_model,
-    git_version,
-    module_path,
+    probe_script_class,
     say,
-    script_module,
 )
 
 SCRIPT_FILE = "trt.py"
@@ -39,11 +37,7 @@ class TensorRtAdapter(ExtensionAdapter):
     name = "TensorRT"
 
     def probe(self) -> Found | None:
-        module = script_module(SCRIPT_FILE)
-        option_class = getattr(module, "TrtUnetOption", None)
-        if option_class is None:
-            return None
-        return Found(git_version(module_path(module)), {"TrtUnetOption": option_class})
+        return probe_script_class(SCRIPT_FILE, "TrtUnetOption")
 
     def patch(self, found: Found) -> str:
         return "an engine built from another file of the checkpoint's name is not used (PyTorch UNet instead)"
