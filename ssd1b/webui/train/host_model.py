@@ -76,9 +76,9 @@ def require_trainable(sd_model: Any) -> dict[str, Any]:
 
 
 def _require_full_vae_encoder(sd_model: Any) -> None:
-    from ssd1b.webui import vae
+    from ssd1b.webui.vae.state import model_state
 
-    state = vae.model_state(sd_model)
+    state = model_state(sd_model)
     if state is not None and state.choice.kind in ("taesd", "stop"):
         raise NotTrainableError(
             f"the loaded model has no full VAE ({state.choice.label or state.choice.message}): the training images "
