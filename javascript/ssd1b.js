@@ -176,13 +176,31 @@
         return [];
     }
 
+    /** While a LoRA trains (the bar's data-phase is not a finished one), click the section's ↻ every TRAIN_POLL_MS,
+     * only while the page is visible. ssd1b/webui/panel/training.py: POLL_SECONDS, FINISHED_PHASES. */
+    const TRAIN_POLL_MS = 2000;
+    const TRAIN_FINISHED = ["done", "stopped", "failed"];
+
+    function trainingInProgress() {
+        const bar = document.querySelector("#ssd1b-train-progress .ssd1b-train-bar");
+        return Boolean(bar) && TRAIN_FINISHED.indexOf(bar.getAttribute("data-phase")) < 0;
+    }
+
+    function pollTraining() {
+        if (document.hidden || !trainingInProgress()) return;
+        const refresh = byId("ssd1b-train-refresh");
+        if (refresh) refresh.click();
+    }
+
     window.ssd1b = {
         refreshCheckpointsAfterConversion: refreshCheckpointsAfterConversion,
         selectedCheckpoint: selectedCheckpoint,
         withSelectedCheckpoint: withSelectedCheckpoint,
         inspect: inspect,
         start: start,
+        trainingInProgress: trainingInProgress,
     };
 
     startWhenReady();
+    setInterval(pollTraining, TRAIN_POLL_MS);
 })();

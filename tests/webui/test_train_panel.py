@@ -3,6 +3,8 @@ ids, estimate, start, progress and its bar, the latest sample, Interrupt, messag
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import pytest
 
@@ -123,13 +125,25 @@ def test_forge_says_training_is_not_offered_and_why(webui, host_version):
 
 
 @pytest.mark.parametrize("no_queue", [False, True])
-def test_the_progress_follows_the_run_with_gradios_queue_and_by_hand_without(webui, no_queue):
+def test_the_progress_is_read_by_its_button_and_never_polled_by_gradio(webui, no_queue):
+    """No `every` (a connection per open page, for the server's lifetime): javascript/ssd1b.js clicks ↻ while a run
+    is in progress (tests/browser), with or without gradio's queue."""
     webui.module("shared").cmd_opts.no_gradio_queue = no_queue
     train_doubles.load_tiny_model(webui)
     training = webui.module("ssd1b.webui.panel.training")
     with gr.Blocks() as demo:
         controls = training.build()
-    polled = [d for d in demo.config["dependencies"] if d.get("every") and controls.progress._id in d["outputs"]]
-    assert [d["every"] for d in polled] == ([] if no_queue else [training.POLL_SECONDS])
+    assert not [d for d in demo.config["dependencies"] if d.get("every")]
     refresh = [d for d in demo.dependencies if controls.refresh._id in d["targets"]]
     assert len(refresh) == 1
+
+
+def test_the_pages_poller_uses_the_same_interval_and_finished_phases(webui):
+    from ssd1b.train.progress import PHASES
+
+    training = webui.module("ssd1b.webui.panel.training")
+    script = (Path(__file__).resolve().parents[2] / "javascript" / "ssd1b.js").read_text(encoding="utf-8")
+    assert f"const TRAIN_POLL_MS = {round(training.POLL_SECONDS * 1000)};" in script
+    finished = ", ".join(f'"{phase}"' for phase in training.FINISHED_PHASES)
+    assert f"const TRAIN_FINISHED = [{finished}];" in script
+    assert set(training.FINISHED_PHASES) < set(PHASES)

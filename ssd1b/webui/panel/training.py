@@ -3,8 +3,10 @@ the run, the latest preview image, Interrupt (gradio; `ssd1b.webui.train` does t
 
 Element ids are `ssd1b-train-<item>`. The form's fields have the names of the API's fields
 (`ssd1b.webui.train.request.FIELDS`), so the UI and `POST /ssd1b/v1/train` are checked by the same code. The
-progress is polled (`every`, which needs gradio's queue: A1111 runs with it unless `--no-gradio-queue`; ↻ reads it
-by hand either way). Works with gradio 3.41 (A1111) and 4.x; on Forge the section only says why training is not
+progress is read by ↻ (`ssd1b-train-refresh`), which javascript/ssd1b.js clicks every POLL_SECONDS while the bar shows
+a run in progress (`data-phase` not in FINISHED_PHASES) and the page is visible: no request while nothing trains,
+none from a hidden tab, and no long-lived connection (gradio's `every` kept one per open page for the server's
+lifetime). Works with gradio 3.41 (A1111) and 4.x; on Forge the section only says why training is not
 offered there.
 """
 
@@ -20,6 +22,9 @@ from ssd1b.webui import host
 from ssd1b.webui.train.host_model import NOT_ON_FORGE
 
 POLL_SECONDS = 2.0
+"""javascript/ssd1b.js's TRAIN_POLL_MS / 1000."""
+FINISHED_PHASES = ("done", "stopped", "failed")
+"""Phases after which the bar no longer changes (javascript/ssd1b.js's TRAIN_FINISHED)."""
 FORM_ORDER = (
     "data_dir",
     "name",
@@ -124,8 +129,7 @@ def build() -> TrainingControls | None:
             refresh = gr.Button("↻", size="sm", min_width=40, elem_id=element_id("refresh"))
         estimate_text = _read_only("estimate-text", "Estimate", lines=2)
         status = _read_only("status", "Training", lines=1)
-        every = POLL_SECONDS if host.gradio_queue_enabled() else None
-        progress = gr.HTML(value=progress_html, every=every, elem_id=element_id("progress"))
+        progress = gr.HTML(value=progress_html, elem_id=element_id("progress"))
         sample_path = gr.Textbox(visible=False, elem_id=element_id("sample-path"))
         sample_path.do_not_save_to_config = True
         sample = gr.Image(label="Latest sample", interactive=False, elem_id=element_id("sample"))
