@@ -8,7 +8,9 @@ rank 4, a few steps (about a second a step on a busy CPU).
 
 from __future__ import annotations
 
+import gc
 import threading
+import types
 from pathlib import Path
 
 import pytest
@@ -402,3 +404,32 @@ def test_a_failing_sample_is_said_and_the_training_goes_on(host, monkeypatch):
     assert state["phase"] == "done"
     assert state["sample_problem"] == "sample at step 4 failed: RuntimeError: sampler exploded"
     assert not (host.lora_dir / "mine.preview.png").exists()
+
+
+def reachable(root, target, limit=200_000) -> bool:
+    """Whether `target` can be reached from `root` through references (not through modules, classes or a function's
+    globals)."""
+    seen, todo = set(), [root]
+    while todo and len(seen) < limit:
+        item = todo.pop()
+        if item is target:
+            return True
+        if id(item) in seen or isinstance(item, (type, types.ModuleType)):
+            continue
+        seen.add(id(item))
+        if isinstance(item, types.FunctionType):  # what it closes over, not its module's globals
+            todo.extend(cell.cell_contents for cell in item.__closure__ or ())
+            continue
+        todo.extend(gc.get_referents(item))
+    return False
+
+
+def test_a_finished_run_holds_no_reference_to_the_model_it_trained(host, monkeypatch):
+    """The last job stays (GET /ssd1b/v1/train answers it); the model must not stay with it: a switch after a run
+    with previews kept both models in memory and a 24 GB server was OOM-killed switching SSD-1B -> SDXL."""
+    gate = Gate(monkeypatch, host)
+    gate.opened.set()
+    assert train(host, sample_every=2, sample_prompt="sks pattern")["phase"] == "done"
+    job = host.module("ssd1b.webui.train.jobs").current()
+    assert job is not None and not job.running
+    assert not reachable(job, host.module("shared").sd_model)

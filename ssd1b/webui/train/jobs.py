@@ -222,6 +222,7 @@ def _run(job: TrainingJob, held: exclusion.HeldQueue, sd_model: Any, report: dic
         logger.exception("SSD-1B training of %r failed", job.settings.output_name)
         job.monitor.update(phase="failed", message=job.error)
     finally:
+        job.monitor.on_sample = None  # it holds the model: a finished job kept it alive through the next switch
         job.finished_at = time.time()
         running.end()
         exclusion.give_back(held)
