@@ -71,9 +71,11 @@ HOST_NOISE = (
 # (measured: 15.0 → 9.9 → 14.9 GB for the same walk). The caller's environment wins.
 SERVER_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 MODEL_LOADED = re.compile(r"Model loaded in [\d.]+s")
-FORGE_STARTED = re.compile(r"Startup time: [\d.]+s")
-"""Forge's last start-up line. Its API answers earlier, while scripts are still being set up: a txt2img then ran
-Forge's built-in scripts with no arguments (tracebacks in the log), seen once on a cold disk cache."""
+STARTED = re.compile(r"Startup time: [\d.]+s")
+"""The host's last start-up line, printed after the `app_started` callbacks. Its API answers earlier: on Forge a
+txt2img then ran Forge's built-in scripts with no arguments (tracebacks in the log), seen once on a cold disk cache;
+on A1111 with eleven extensions linked, a request reached the host before this extension's `app_started` had added
+its request guard (a refused checkpoint answered 200 `null` instead of 422)."""
 MODEL_FAILED = re.compile(r"Stable diffusion model failed to load|Failed to load checkpoint")
 
 
@@ -349,8 +351,8 @@ def start(launch: LaunchSettings, work_dir: Path, extension: Path = REPO_ROOT) -
 
 
 def _wait_until_ready(server: WebUI, launch: LaunchSettings, deadline: float) -> None:
-    """A1111's startup load runs in a thread: wait for the API and for that load to end (Forge loads nothing at
-    start: wait for the API and its last start-up line)."""
+    """A1111's startup load runs in a thread: wait for the API, for that load to end and for the last start-up line
+    (Forge loads nothing at start: the API and its last start-up line)."""
     host = launch.host_name
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -358,8 +360,8 @@ def _wait_until_ready(server: WebUI, launch: LaunchSettings, deadline: float) ->
         log = server.log.text()
         if MODEL_FAILED.search(log):
             raise ServerError(f"{host} could not load {launch.startup_checkpoint} at startup:\n{server.log.tail()}")
-        ready = FORGE_STARTED if launch.forge else MODEL_LOADED
-        if ready.search(log) and server.answers():
+        loaded = launch.forge or MODEL_LOADED.search(log)
+        if loaded and STARTED.search(log) and server.answers():
             return
         time.sleep(2)
     raise ServerError(f"{host} was not ready within SD_WEBUI_TIMEOUT:\n{server.log.tail()}")
