@@ -45,14 +45,17 @@ def script_args(webui: WebUI, title: str, changes: dict[int, Any]) -> dict[str, 
 
 
 def said(info: dict[str, Any], step_log: str, feature: str, family: str = "") -> str:
-    """The adapter's entry `SSD-1B <feature>`: in the API's parameters, in the infotext as the host writes it, and each
-    of its texts as a console line `[ssd1b] <feature>: <text>`. Returns the entry."""
+    """The adapter's entry `SSD-1B <feature>`: in the API's parameters, in the infotext as the host writes it, and in
+    the console as the step's lines `[ssd1b] <feature>: <message>`, whose messages joined by "; " are the entry.
+    Returns the entry."""
     key = f"{INFOTEXT_PREFIX} {feature}"
     entry = info["extra_generation_params"].get(key)
     assert entry, f"no {key!r} in {info['extra_generation_params']}\n--- log ---\n{step_log[-3000:]}"
     assert f"{key}: {host_quote(str(entry))}" in info["infotexts"][0], info["infotexts"][0]
-    for text in str(entry).split("; "):
-        assert f"[ssd1b] {feature}: {text}" in step_log, f"no console line for {text!r}:\n{step_log[-3000:]}"
+    prefix = f"[ssd1b] {feature}: "
+    lines = [line.removeprefix(prefix) for line in step_log.splitlines() if line.startswith(prefix)]
+    # one console line per message; the infotext joins the messages with "; " (a message may hold "; " itself)
+    assert "; ".join(lines) == str(entry), f"console {lines!r} is not the entry {entry!r}:\n{step_log[-3000:]}"
     report(feature, family, f"infotext `{key}: {host_quote(str(entry))}`; console `[ssd1b] {feature}: {entry}`")
     return str(entry)
 
