@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from benchmarks.gpubench.measure import cpu_name  # noqa: E402
 from ssd1b import vae as tiling  # noqa: E402
 from tests.helpers.sdxl_vae import build_vae  # noqa: E402
 from tests.helpers.taesd import TAESDDecoder, decode_taesd  # noqa: E402
@@ -180,7 +181,7 @@ def compare(args: argparse.Namespace) -> dict:
     return {
         "size": size,
         "device": args.device,
-        "device_name": torch.cuda.get_device_name() if args.device == "cuda" else _cpu_name(),
+        "device_name": torch.cuda.get_device_name() if args.device == "cuda" else cpu_name(),
         "dtype": args.dtype,
         "tile_px": args.tile,
         "fast_tile_px": args.fast_tile,
@@ -205,17 +206,6 @@ def compare(args: argparse.Namespace) -> dict:
         "load_average_before_after": [load_before, _load_average()],
         "malloc_env": WORKER_ENV if args.device == "cpu" and not args.default_malloc else None,
     }
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "cpu"
 
 
 def _report(result: dict) -> str:
@@ -318,7 +308,7 @@ def calibrate(args: argparse.Namespace) -> dict:
             for size in sizes:
                 rows += _calibrate_one(vae, operation, _calibration_input(operation, size, device, dtype), tiles)
         del vae
-    return {"device": torch.cuda.get_device_name() if device.type == "cuda" else _cpu_name(), "rows": rows}
+    return {"device": torch.cuda.get_device_name() if device.type == "cuda" else cpu_name(), "rows": rows}
 
 
 # --- command line ----------------------------------------------------------------------------------------------------

@@ -136,10 +136,10 @@ def device_description(device: torch.device) -> dict[str, object]:
             "torch": torch.__version__,
             "cuda": torch.version.cuda,
         }
-    return {"type": "cpu", "name": _cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__}
+    return {"type": "cpu", "name": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
             for line in info:
